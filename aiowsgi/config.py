@@ -1,0 +1,168 @@
+"""Every option aiowsgi has, defined once.
+
+The command line, the keyword arguments of ``serve()``/``run()``/``Server`` and the
+README's options table all come from the fields of :class:`Config`; a field's metadata
+carries its help text, unit, command-line group and the bounds it is validated against,
+so a bad value is reported at start with the option's name, never mid-request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+LoopName = Literal["auto", "asyncio", "uvloop"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+
+class ConfigError(ValueError):
+    """An option has a value it cannot take; the message starts with the option's name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.option = name
+
+
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    unit: str = "",
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    return field(
+        default=default,
+        metadata={"help": help, "group": group, "unit": unit, "min": minimum, "max": maximum},
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    """The server's configuration: built once at start, validated, then only read."""
+
+    # -- binding ---------------------------------------------------------------
+    host: str = _opt("127.0.0.1", "Address to listen on.", group="binding")
+    port: int = _opt(8000, "TCP port to listen on; 0 picks a free one.", group="binding",
+                     minimum=0, maximum=65535)
+    backlog: int = _opt(2048, "Length of the listen queue.", group="binding",
+                        minimum=1, maximum=65535)
+
+    # -- runtime ---------------------------------------------------------------
+    loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
+                          group="runtime")
+    threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
+                        minimum=1, maximum=1024)
+    log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime")
+    server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
+                               group="runtime")
+
+    # -- limits ----------------------------------------------------------------
+    max_request_line: int = _opt(8 * KiB, "Longest request line; longer gets 414.",
+                                 group="limits", unit="bytes", minimum=64, maximum=1 * MiB)
+    max_header_size: int = _opt(64 * KiB, "Largest request head (request line and fields); "
+                                "larger gets 431.", group="limits", unit="bytes",
+                                minimum=256, maximum=16 * MiB)
+    max_header_count: int = _opt(100, "Most header fields in one request; more gets 431.",
+                                 group="limits", minimum=1, maximum=10_000)
+    max_body_size: int = _opt(1 * GiB, "Largest request body; larger gets 413.",
+                              group="limits", unit="bytes", minimum=0)
+    body_buffer_size: int = _opt(1 * MiB, "Request bodies up to this size are kept in memory; "
+                                 "larger ones are spooled to a temporary file.",
+                                 group="limits", unit="bytes", minimum=0)
+    max_chunk_line: int = _opt(4 * KiB, "Longest chunk-size line of a chunked body, "
+                               "extensions included.", group="limits", unit="bytes",
+                               minimum=32, maximum=1 * MiB)
+    max_trailer_size: int = _opt(16 * KiB, "Largest trailer section of a chunked body.",
+                                 group="limits", unit="bytes", minimum=0, maximum=16 * MiB)
+    send_buffer_size: int = _opt(512 * KiB, "Response bytes an application thread may hand "
+                                 "to the event loop before it waits for the client to take "
+                                 "them.", group="limits", unit="bytes",
+                                 minimum=1 * KiB, maximum=1 * GiB)
+
+    # -- timeouts --------------------------------------------------------------
+    header_timeout: float = _opt(10.0, "Time a client has to send a complete request head; "
+                                 "past it the answer is 408.", group="timeouts",
+                                 unit="seconds", minimum=0.001)
+    keepalive_timeout: float = _opt(5.0, "Idle time after which a kept-alive connection "
+                                    "is closed.", group="timeouts", unit="seconds",
+                                    minimum=0.001)
+    body_timeout: float = _opt(30.0, "Longest wait for the next piece of a request body.",
+                               group="timeouts", unit="seconds", minimum=0.001)
+    send_timeout: float = _opt(30.0, "Longest wait for a client to accept response bytes; "
+                               "past it the response is aborted.", group="timeouts",
+                               unit="seconds", minimum=0.001)
+    graceful_timeout: float = _opt(30.0, "On shutdown, time in-flight requests get to finish.",
+                                   group="timeouts", unit="seconds", minimum=0.0)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _validate(f, getattr(self, f.name))
+        if self.max_request_line > self.max_header_size:
+            raise ConfigError("max_request_line", "must not exceed max_header_size "
+                              f"({self.max_request_line} > {self.max_header_size})")
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some options changed, validated like the original."""
+        unknown = set(changes) - option_names()
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigError(name, "no such option")
+        return dataclasses.replace(self, **changes)
+
+
+def option_names() -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(Config))
+
+
+def option_type(f: dataclasses.Field[Any]) -> type:
+    """The Python type of a field's values (``str`` for Literal choices)."""
+    annotation = _annotation(f)
+    choices = get_args(annotation)
+    if choices:
+        return type(choices[0])
+    return {"str": str, "int": int, "float": float, "bool": bool}[annotation]
+
+
+def option_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
+    return get_args(_annotation(f)) or None
+
+
+def _annotation(f: dataclasses.Field[Any]) -> Any:
+    annotation = f.type
+    if isinstance(annotation, str):  # postponed annotations
+        annotation = {"LoopName": LoopName, "LogLevel": LogLevel}.get(annotation, annotation)
+    return annotation
+
+
+def _validate(f: dataclasses.Field[Any], value: Any) -> None:
+    expected = option_type(f)
+    choices = option_choices(f)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(f.name, f"expected {expected.__name__}, got {value!r}")
+    if choices is not None and value not in choices:
+        raise ConfigError(f.name, f"must be one of {', '.join(choices)} (got {value!r})")
+    if expected is float and not math.isfinite(value):
+        raise ConfigError(f.name, f"must be a finite number (got {value!r})")
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if low is not None and value < low:
+        raise ConfigError(f.name, f"must be at least {low:g} (got {value!r})")
+    if high is not None and value > high:
+        raise ConfigError(f.name, f"must be at most {high:g} (got {value!r})")
+    if expected is str and f.name == "host" and not value:
+        raise ConfigError(f.name, "must not be empty")

@@ -1,0 +1,104 @@
+"""The one channel from an application thread to the event loop.
+
+A WSGI application produces response bytes in a worker thread; only the loop may write
+them.  With the GIL a thread can produce hundreds of MiB between two loop iterations, so
+the bound is enforced here by construction: the thread may have at most ``limit`` bytes
+handed over and not yet released by the loop (which releases them once the transport
+has taken them), and waits for credit past that.  Items handed over while the loop is
+busy are batched, so the loop is woken once per batch, never once per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+
+class ClientGone(ConnectionError):
+    """Raised in the application thread when its response can no longer be delivered."""
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class Handoff:
+    __slots__ = (
+        "_credit",
+        "_error",
+        "_items",
+        "_limit",
+        "_lock",
+        "_loop",
+        "_outstanding",
+        "_waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._credit: threading.Condition | None = None  # made when a thread first waits
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._outstanding = 0
+        self._error: BaseException | None = None
+
+    # -- the application thread's side ------------------------------------------------
+
+    def put(self, item: Any, nbytes: int = 0) -> None:
+        """Hand ``item`` to the loop; block while more than ``limit`` bytes are in flight.
+
+        One item larger than the limit is let through alone.  Raises the abort error
+        once the loop has given up on the response.
+        """
+        with self._lock:
+            if self._error is None and nbytes and self._outstanding and (
+                self._outstanding + nbytes > self._limit
+            ):
+                if self._credit is None:
+                    self._credit = threading.Condition(self._lock)
+                while self._error is None and self._outstanding and (
+                    self._outstanding + nbytes > self._limit
+                ):
+                    self._credit.wait()
+            if self._error is not None:
+                raise self._error
+            self._items.append(item)
+            self._outstanding += nbytes
+            waiter = self._waiter
+            self._waiter = None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    # -- the loop's side --------------------------------------------------------------
+
+    async def take(self) -> list[Any]:
+        """Everything handed over since the last call; waits while there is nothing."""
+        with self._lock:
+            items = self._items
+            if items:
+                self._items = []
+                return items
+            waiter = self._waiter = self._loop.create_future()
+        await waiter
+        with self._lock:
+            items, self._items = self._items, []
+        return items
+
+    def release(self, nbytes: int) -> None:
+        """The transport has taken ``nbytes`` more: give the thread that much credit."""
+        with self._lock:
+            self._outstanding -= nbytes
+            if self._credit is not None:
+                self._credit.notify()
+
+    def abort(self, error: BaseException) -> None:
+        """The response will not be delivered: the thread's next ``put`` raises ``error``."""
+        with self._lock:
+            if self._error is None:
+                self._error = error
+            if self._credit is not None:
+                self._credit.notify_all()

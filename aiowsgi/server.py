@@ -1,0 +1,267 @@
+"""Listening sockets, the thread pool and the lifecycle: start, serve, shut down gracefully.
+
+``Server`` is the embeddable piece (an async context manager); ``serve()`` runs one until
+its task is cancelled; ``run()`` is for synchronous callers and the command line: it
+owns the event loop and the SIGINT/SIGTERM handlers, and puts the old handlers back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from .config import Config, ConfigError
+from .connection import HTTPConnection, ServerState
+from .wsgi import WSGIApp
+
+log = logging.getLogger("aiowsgi.error")
+
+
+def _config(config: Config | None, options: dict[str, Any]) -> Config:
+    base = config if config is not None else Config()
+    return base.replace(**options) if options else base
+
+
+class Server:
+    """An aiowsgi server for one WSGI application.
+
+    ::
+
+        async with Server(app, port=0) as server:
+            print(server.url)
+            await server.serve_forever()
+    """
+
+    def __init__(self, app: WSGIApp, config: Config | None = None, **options: Any) -> None:
+        if not callable(app):
+            raise TypeError(f"the WSGI application must be callable, got {app!r}")
+        self.app = app
+        self.config = _config(config, options)
+        self._server: asyncio.Server | None = None
+        self._state: ServerState | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._stopping: asyncio.Event | None = None
+        self._abort_now: asyncio.Event | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start accepting; the addresses are known when this returns."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        config = self.config
+        self._stopping = asyncio.Event()
+        self._abort_now = asyncio.Event()
+        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="aiowsgi")
+        state = self._state = ServerState(self.app, config, self._executor)
+
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
+            return HTTPConnection(state, reader, writer).run()
+
+        try:
+            self._server = await asyncio.start_server(
+                accept, config.host, config.port, backlog=config.backlog,
+                limit=config.max_header_size, reuse_address=True)
+        except OSError as exc:
+            self._executor.shutdown(wait=False)
+            raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
+                                     f"{exc.strerror}") from exc
+        log.debug("listening on %s", ", ".join(self.urls))
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown` is called (or the calling task is cancelled)."""
+        if self._stopping is None:
+            await self.start()
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop accepting, close idle connections, let requests in flight finish.
+
+        After ``timeout`` (default: the ``graceful_timeout`` option) the connections
+        still open are closed.  Safe to call more than once.
+        """
+        if self._server is None:
+            return
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.ensure_future(self._shutdown(timeout))
+        await asyncio.shield(self._shutdown_task)
+
+    def abort(self) -> None:
+        """Make a shutdown in progress close every connection now."""
+        if self._abort_now is not None:
+            self._abort_now.set()
+
+    async def _shutdown(self, timeout: float | None) -> None:
+        assert self._server is not None and self._state is not None
+        assert self._stopping is not None and self._abort_now is not None
+        state = self._state
+        state.shutting_down = True
+        self._stopping.set()
+        self._server.close()
+        for conn in list(state.connections):
+            if conn.idle:
+                conn.transport.close()
+        pending = {conn.task for conn in state.connections if conn.task is not None}
+        if pending:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + (self.config.graceful_timeout if timeout is None
+                                      else timeout)
+            aborted = asyncio.ensure_future(self._abort_now.wait())
+            while pending and not aborted.done() and loop.time() < deadline:
+                await asyncio.wait(pending | {aborted}, timeout=deadline - loop.time(),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                pending = {task for task in pending if not task.done()}
+            aborted.cancel()
+            if pending:
+                log.warning("closing %d connection(s) still busy at the end of shutdown",
+                            len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        await self._server.wait_closed()
+        assert self._executor is not None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.shutdown()
+
+    # -- where it listens -------------------------------------------------------------
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        if self._server is None:
+            return []
+        return list(self._server.sockets)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every listening socket."""
+        return [tuple(s.getsockname()[:2]) for s in self.sockets]
+
+    @property
+    def urls(self) -> list[str]:
+        return [_url(host, port) for host, port in self.addresses]
+
+    @property
+    def host(self) -> str:
+        return self._first()[0]
+
+    @property
+    def port(self) -> int:
+        return self._first()[1]
+
+    @property
+    def url(self) -> str:
+        """The base URL of the first listening socket, e.g. ``http://127.0.0.1:8000``."""
+        return _url(*self._first())
+
+    def _first(self) -> tuple[str, int]:
+        addresses = self.addresses
+        if not addresses:
+            raise RuntimeError("the server is not listening; await start() first")
+        return addresses[0]
+
+
+def _url(host: str, port: int) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def serve(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` until the calling task is cancelled, then shut down gracefully.
+
+    Installs no signal handlers: the program that embeds the server owns them.
+    """
+    async with Server(app, config, **options) as server:
+        await server.serve_forever()
+
+
+# -- the synchronous entry point -------------------------------------------------------
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for the ``loop`` option."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("loop", "uvloop is not installed "
+                                  "(pip install 'aiowsgi[uvloop]')") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def configure_logging(level: str) -> None:
+    """Log aiowsgi's messages to stderr unless the program configured logging itself."""
+    logger = logging.getLogger("aiowsgi")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+        logger.addHandler(handler)
+
+
+def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` on a new event loop until SIGINT or SIGTERM, then shut down gracefully.
+
+    A second signal during the graceful shutdown closes every connection at once.
+    """
+    config = _config(config, options)
+    factory = loop_factory(config.loop)
+    configure_logging(config.log_level)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_until_signalled(app, config))
+
+
+async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
+    loop = asyncio.get_running_loop()
+    server = Server(app, config)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[signal.Signals, Any] = {}
+    received: list[int] = []
+    tasks: set[asyncio.Future[None]] = set()
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            log.info("%s received: shutting down gracefully", signum.name)
+            tasks.add(asyncio.ensure_future(server.shutdown()))
+        else:
+            log.info("%s received again: closing every connection now", signum.name)
+            server.abort()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in signals:
+            previous[signum] = signal.getsignal(signum)
+            loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with server:
+            log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
+                     _loop_name(loop), config.threads)
+            await server.serve_forever()
+        log.info("shutdown complete")
+    finally:
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

@@ -1,0 +1,337 @@
+"""The PEP 3333 contract: environ, start_response, write() and the response iterable.
+
+``WSGICall.run`` executes in a worker thread.  It never touches a socket: everything it
+produces goes to the event loop through a :class:`~aiowsgi.handoff.Handoff`, already
+framed for the wire, ending with one of the items below, which tell the loop what to do
+once the bytes are out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any
+
+from . import http11
+from .handoff import ClientGone, Handoff
+from .http11 import CHUNKED, LAST_CHUNK, LENGTH, Request, ResponseHead, frame_response
+
+log = logging.getLogger("aiowsgi.error")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(slots=True)
+class Finish:
+    """Write ``data``; the response is complete."""
+
+    data: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class Abort:
+    """Write ``data``, then close the connection without completing the response."""
+
+    data: bytes = b""
+
+
+@dataclass(slots=True)
+class SendFile:
+    """Write ``head``, then ``count`` bytes of ``file`` from ``offset``; then run ``close``."""
+
+    head: bytes
+    file: IO[bytes]
+    offset: int
+    count: int
+    close: Callable[[], object]
+    keep_alive: bool
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a real file returned through it is sent with sendfile."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while data := read(self.blksize):
+            yield data
+
+    def sendfile_range(self) -> tuple[int, int] | None:
+        """``(offset, size)`` of what is left in a regular binary file, else None."""
+        filelike = self.filelike
+        if isinstance(filelike, io.TextIOBase):
+            return None
+        try:
+            fd = filelike.fileno()
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            offset = filelike.tell() if hasattr(filelike, "tell") else 0
+        except (AttributeError, OSError, ValueError):
+            return None
+        return offset, max(0, st.st_size - offset)
+
+
+# -- environ ----------------------------------------------------------------------
+
+_header_keys: dict[str, str] = {"Content-Type": "CONTENT_TYPE",
+                                 "Content-Length": "CONTENT_LENGTH"}
+_MAX_CACHED_KEYS = 1024
+
+
+def _header_key(name: str) -> str:
+    key = _header_keys.get(name)
+    if key is None:
+        key = "HTTP_" + name.upper().replace("-", "_")
+        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+            key = key[5:]
+        if len(_header_keys) < _MAX_CACHED_KEYS:
+            _header_keys[name] = key
+    return key
+
+
+def base_environ(*, server_name: str, server_port: str, remote_addr: str,
+                 remote_port: str, url_scheme: str = "http") -> dict[str, Any]:
+    """The part of the environ that is the same for every request on a connection."""
+    return {
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "REMOTE_ADDR": remote_addr,
+        "REMOTE_PORT": remote_port,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": url_scheme,
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+    }
+
+
+def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
+                  body_size: int) -> dict[str, Any]:
+    environ = base.copy()
+    environ["REQUEST_METHOD"] = request.method
+    environ["PATH_INFO"] = request.path
+    environ["QUERY_STRING"] = request.query
+    environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http11 else "HTTP/1.0"
+    environ["REQUEST_URI"] = environ["RAW_URI"] = request.target
+    environ["wsgi.input"] = body
+    for name, value in request.headers:
+        if "_" in name:
+            # X_Forwarded_For would alias X-Forwarded-For in the environ: drop it.
+            continue
+        key = _header_key(name)
+        if key in environ:
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        environ[key] = value
+    if request.chunked:
+        # The body was decoded before the app runs, so its length is known; frameworks
+        # that trust only CONTENT_LENGTH (Django) can then read it.
+        environ["CONTENT_LENGTH"] = str(body_size)
+    return environ
+
+
+# -- running the application ------------------------------------------------------
+
+
+class WSGICall:
+    """One application call, from ``app(environ, start_response)`` to ``close()``."""
+
+    __slots__ = (
+        "_file_handed",
+        "app",
+        "environ",
+        "handoff",
+        "head",
+        "headers",
+        "http11",
+        "keep_alive",
+        "method",
+        "remaining",
+        "server_header",
+        "status",
+    )
+
+    def __init__(self, app: WSGIApp, environ: dict[str, Any], request: Request,
+                 handoff: Handoff, *, keep_alive: bool, server_header: bool = True) -> None:
+        self.app = app
+        self.environ = environ
+        self.handoff = handoff
+        self.method = request.method
+        self.http11 = request.http11
+        self.keep_alive = keep_alive
+        self.server_header = server_header
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.head: ResponseHead | None = None
+        self.remaining = 0
+        self._file_handed = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head is not None:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called again without exc_info")
+        http11.check_status(status)
+        if type(headers) is not list:
+            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+        for header in headers:
+            if type(header) is not tuple or len(header) != 2:
+                raise TypeError(f"response header must be a (name, value) tuple: {header!r}")
+            http11.check_header(*header)
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy write() callable: the bytes go out before the iterable's."""
+        if self.status is None:
+            raise AssertionError("write() called before start_response()")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if data:
+            self._send(data)
+
+    def run(self) -> None:
+        """Run the application; hand the response to the loop.  Never raises."""
+        try:
+            final = self._respond()
+        except ClientGone:
+            final = None
+        except BaseException as exc:  # noqa: BLE001 - a worker thread must not die
+            final = self._failure(exc)
+        finally:
+            body = self.environ.get("wsgi.input")
+            if body is not None:
+                with contextlib.suppress(Exception):
+                    body.close()
+        if final is not None:
+            try:
+                self.handoff.put(final)
+            except ClientGone:
+                if type(final) is SendFile:
+                    final.close()
+
+    def _respond(self) -> Finish | Abort | SendFile:
+        result = self.app(self.environ, self.start_response)
+        try:
+            if self.head is None and self.status is not None:
+                if type(result) is list or type(result) is tuple:
+                    return self._whole(result)
+                if type(result) is FileWrapper:
+                    span = result.sendfile_range()
+                    if span is not None:
+                        return self._file(result, *span)
+            for data in result:
+                if type(data) is not bytes:
+                    raise TypeError(f"application yielded {type(data).__name__}, not bytes")
+                if data:
+                    self._send(data)
+            return self._finish()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None and not self._file_handed:
+                close()
+
+    def _begin(self, known_length: int | None = None) -> ResponseHead:
+        if self.status is None:
+            raise AssertionError("application returned without calling start_response()")
+        head = self.head = frame_response(
+            self.status, self.headers, method=self.method, http11=self.http11,
+            keep_alive=self.keep_alive, known_length=known_length,
+            server_header=self.server_header,
+        )
+        self.remaining = head.content_length or 0
+        return head
+
+    def _frame(self, data: bytes) -> bytes:
+        head = self.head
+        assert head is not None
+        if not head.send_body:
+            return b""
+        if head.framing == CHUNKED:
+            return http11.chunk(data)
+        if head.framing == LENGTH:
+            if len(data) > self.remaining:
+                if self.remaining >= 0:
+                    log.error("application sent more than its Content-Length; truncated "
+                              "(%s %s)", self.method, self.environ.get("PATH_INFO"))
+                data = data[: max(self.remaining, 0)]
+                self.remaining = -1
+                head.keep_alive = False
+                return data
+            self.remaining -= len(data)
+        return data
+
+    def _send(self, data: bytes) -> None:
+        out = self._frame(data) if self.head is not None else self._begin().data + self._frame(data)
+        if out:
+            self.handoff.put(out, len(out))
+
+    def _finish(self) -> Finish | Abort:
+        tail = self._begin(known_length=0).data if self.head is None else b""
+        head = self.head
+        assert head is not None
+        if head.send_body:
+            if head.framing == CHUNKED:
+                tail += LAST_CHUNK
+            elif head.framing == LENGTH and self.remaining > 0:
+                return self._short(tail)
+        return Finish(tail, head.keep_alive)
+
+    def _short(self, data: bytes) -> Abort:
+        log.error("application sent %d bytes less than its Content-Length (%s %s)",
+                  self.remaining, self.method, self.environ.get("PATH_INFO"))
+        return Abort(data)
+
+    def _whole(self, parts: list[bytes] | tuple[bytes, ...]) -> Finish | Abort:
+        for part in parts:
+            if type(part) is not bytes:
+                raise TypeError(f"application returned {type(part).__name__}, not bytes")
+        body = b"".join(parts)
+        head = self._begin(known_length=len(body))
+        if not head.send_body:
+            return Finish(head.data, head.keep_alive)
+        data = head.data + self._frame(body)
+        if self.remaining > 0:
+            return self._short(data)
+        return Finish(data, head.keep_alive)
+
+    def _file(self, wrapper: FileWrapper, offset: int, size: int) -> Finish | SendFile:
+        head = self._begin(known_length=size)
+        if not head.send_body:
+            return Finish(head.data, head.keep_alive)
+        count = head.content_length if head.content_length is not None else size
+        self._file_handed = True
+        close = getattr(wrapper, "close", None) or (lambda: None)
+        return SendFile(head.data, wrapper.filelike, offset, count, close, head.keep_alive)
+
+    def _failure(self, exc: BaseException) -> Finish | Abort:
+        log.error("error in application (%s %s)", self.method,
+                  self.environ.get("PATH_INFO"), exc_info=exc)
+        if self.head is None:
+            return Finish(http11.error_response(500, keep_alive=self.keep_alive),
+                          self.keep_alive)
+        return Abort()

@@ -1,0 +1,11 @@
+"""The smallest WSGI application: ``aiowsgi serve examples.hello:app``."""
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = b"Hello, world!\n"
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
