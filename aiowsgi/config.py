@@ -105,9 +105,8 @@ class Config:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _validate(f, getattr(self, f.name))
-        if self.max_request_line > self.max_header_size:
-            raise ConfigError("max_request_line", "must not exceed max_header_size "
-                              f"({self.max_request_line} > {self.max_header_size})")
+        if not self.host:
+            raise ConfigError("host", "must not be empty")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated like the original."""
@@ -164,5 +163,3 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
         raise ConfigError(f.name, f"must be at least {low:g} (got {value!r})")
     if high is not None and value > high:
         raise ConfigError(f.name, f"must be at most {high:g} (got {value!r})")
-    if expected is str and f.name == "host" and not value:
-        raise ConfigError(f.name, "must not be empty")

@@ -12,19 +12,21 @@ import asyncio
 import io
 import logging
 import os
-from concurrent.futures import Executor
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import http11
 from .body import BodyBuffer
 from .handoff import ClientGone, Handoff
 from .http11 import HTTPError, Request
+from .pool import WorkerPool
 from .wsgi import Abort, Finish, SendFile, WSGIApp, WSGICall, base_environ, build_environ
 
 if TYPE_CHECKING:
     from .config import Config
 
 log = logging.getLogger("aiowsgi.error")
+T = TypeVar("T")
 
 _SENDFILE_PIECE = 1024 * 1024
 _LINGER_BYTES = 1024 * 1024
@@ -34,18 +36,36 @@ _LINGER_SECONDS = 2.0
 class ServerState:
     """What every connection of one server shares."""
 
-    __slots__ = ("app", "config", "connections", "executor", "shutting_down")
+    __slots__ = ("app", "config", "connections", "executor", "shutting_down", "tick")
 
-    def __init__(self, app: WSGIApp, config: Config, executor: Executor) -> None:
+    def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool) -> None:
         self.app = app
         self.config = config
         self.executor = executor
         self.connections: set[HTTPConnection] = set()
         self.shutting_down = False
+        shortest = min(config.header_timeout, config.keepalive_timeout,
+                       config.body_timeout, config.send_timeout)
+        self.tick = min(1.0, max(0.01, shortest / 4))
+
+    async def enforce_timeouts(self) -> None:
+        """Expire the connections whose current wait has passed its deadline.
+
+        One periodic sweep instead of a timer per wait: a wait only stores its deadline,
+        which keeps the request path cheap; a timeout fires at most ``tick`` late.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for conn in self.connections:
+                if conn.deadline and now >= conn.deadline:
+                    conn.expire()
 
 
 class HTTPConnection:
-    __slots__ = ("_base", "idle", "loop", "reader", "state", "task", "transport", "writer")
+    __slots__ = ("_base", "_expired", "deadline", "idle", "loop", "reader", "state", "task",
+                 "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -56,11 +76,12 @@ class HTTPConnection:
         self.loop = asyncio.get_running_loop()
         self.idle = True
         self.task: asyncio.Task[Any] | None = None
+        self.deadline = 0.0
+        self._expired = False
         self._base = _connection_environ(writer)
 
     async def run(self) -> None:
         state = self.state
-        self.task = asyncio.current_task()
         state.connections.add(self)
         try:
             await self._serve()
@@ -76,6 +97,27 @@ class HTTPConnection:
             state.connections.discard(self)
             if not self.transport.is_closing():
                 self.transport.close()
+
+    def expire(self) -> None:
+        """The current wait took too long: it raises TimeoutError."""
+        self.deadline = 0.0
+        if self.task is not None:
+            self._expired = True
+            self.task.cancel()
+
+    async def _within(self, aw: Awaitable[T], timeout: float) -> T:
+        self.deadline = self.loop.time() + timeout
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                assert self.task is not None
+                if self.task.uncancel() == 0:
+                    raise TimeoutError from None
+            raise
+        finally:
+            self.deadline = 0.0
 
     async def _serve(self) -> None:
         config = self.state.config
@@ -106,8 +148,7 @@ class HTTPConnection:
         """The next request head, or None when the client is done or too slow."""
         reader = self.reader
         try:
-            async with asyncio.timeout(timeout):
-                return await reader.readuntil(b"\r\n\r\n")
+            return await self._within(reader.readuntil(b"\r\n\r\n"), timeout)
         except asyncio.IncompleteReadError as exc:
             if exc.partial.strip():
                 log.debug("client closed the connection inside a request head")
@@ -122,8 +163,8 @@ class HTTPConnection:
         # full header timeout to finish it.
         if not first:
             try:
-                async with asyncio.timeout(self.state.config.header_timeout):
-                    return await reader.readuntil(b"\r\n\r\n")
+                return await self._within(reader.readuntil(b"\r\n\r\n"),
+                                          self.state.config.header_timeout)
             except asyncio.IncompleteReadError:
                 return None
             except asyncio.LimitOverrunError:
@@ -147,8 +188,7 @@ class HTTPConnection:
         timeout = config.body_timeout
         if length is not None and length <= config.body_buffer_size:
             try:
-                async with asyncio.timeout(timeout):
-                    data = await reader.readexactly(length)
+                data = await self._within(reader.readexactly(length), timeout)
             except TimeoutError:
                 raise HTTPError(408, "request body not received in time") from None
             return io.BytesIO(data), length
@@ -157,8 +197,7 @@ class HTTPConnection:
             if length is not None:
                 remaining = length
                 while remaining:
-                    async with asyncio.timeout(timeout):
-                        data = await reader.read(min(remaining, 256 * 1024))
+                    data = await self._within(reader.read(min(remaining, 256 * 1024)), timeout)
                     if not data:
                         raise asyncio.IncompleteReadError(b"", remaining)
                     remaining -= len(data)
@@ -170,11 +209,9 @@ class HTTPConnection:
                     max_body_size=config.max_body_size)
                 while not decoder.done:
                     wanted = decoder.bytes_wanted
-                    async with asyncio.timeout(timeout):
-                        if wanted:
-                            data = await reader.read(min(wanted, 256 * 1024))
-                        else:
-                            data = await reader.readuntil(b"\n")
+                    data = await self._within(
+                        reader.read(min(wanted, 256 * 1024)) if wanted
+                        else reader.readuntil(b"\n"), timeout)
                     if not data:
                         raise asyncio.IncompleteReadError(b"", None)
                     for piece in decoder.feed(data):
@@ -198,7 +235,7 @@ class HTTPConnection:
         call = WSGICall(state.app, environ, request, handoff, keep_alive=keep_alive,
                         server_header=state.config.server_header)
         try:
-            state.executor.submit(call.run)
+            state.executor.run_soon(call.run)
         except RuntimeError:  # the executor is shutting down
             environ["wsgi.input"].close()
             self.writer.write(http11.error_response(503, "server is shutting down"))
@@ -242,8 +279,7 @@ class HTTPConnection:
         """Wait until the transport has taken what it buffered, up to the send timeout."""
         if self.transport.get_write_buffer_size():
             try:
-                async with asyncio.timeout(self.state.config.send_timeout):
-                    await self.writer.drain()
+                await self._within(self.writer.drain(), self.state.config.send_timeout)
             except TimeoutError:
                 log.info("client did not read its response for %ss; aborted",
                          self.state.config.send_timeout)
@@ -274,9 +310,8 @@ class HTTPConnection:
             n = 0
             if native:
                 try:
-                    async with asyncio.timeout(timeout):
-                        n = await self.loop.sendfile(self.transport, file, offset + sent,
-                                                     piece, fallback=False)
+                    n = await self._within(self.loop.sendfile(
+                        self.transport, file, offset + sent, piece, fallback=False), timeout)
                 except (NotImplementedError, asyncio.SendfileNotAvailableError):
                     native = False
                 except TimeoutError:
@@ -311,12 +346,13 @@ class HTTPConnection:
             if transport.can_write_eof():
                 transport.write_eof()
             dropped = 0
-            async with asyncio.timeout(_LINGER_SECONDS):
-                while dropped < _LINGER_BYTES:
-                    data = await self.reader.read(65536)
-                    if not data:
-                        break
-                    dropped += len(data)
+            deadline = self.loop.time() + _LINGER_SECONDS
+            while dropped < _LINGER_BYTES:
+                data = await self._within(self.reader.read(65536),
+                                          deadline - self.loop.time())
+                if not data:
+                    break
+                dropped += len(data)
         except (TimeoutError, ConnectionError, ClientGone, OSError):
             pass
 

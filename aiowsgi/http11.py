@@ -48,12 +48,13 @@ _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = f"[{_TCHAR}]+"
 _REQUEST_LINE = re.compile(f"({_TOKEN}) ([^\x00-\x20\x7f]+) HTTP/([0-9])\\.([0-9])")
 # A field value may hold HTAB, visible ASCII and obs-text; no other control character.
-_FIELD_LINE = re.compile(f"({_TOKEN}):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
+# Possessive quantifiers: no backtracking, so matching stays linear on hostile input;
+# the value's trailing whitespace is stripped afterwards.
+_FIELD_LINE = re.compile(f"({_TOKEN}):[ \t]*+([^\x00-\x08\x0a-\x1f\x7f]*+)")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 _QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
-_CHUNK_LINE = re.compile(
-    f"([0-9A-Fa-f]{{1,16}})((?:[ \t]*;[ \t]*{_TOKEN}(?:[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED}))?)*)\r\n"
-)
+_CHUNK_EXT = f"[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QUOTED}))?+"
+_CHUNK_LINE = re.compile(f"([0-9A-Fa-f]{{1,16}})((?:{_CHUNK_EXT})*+)\r\n")
 _STATUS = re.compile("[1-9][0-9]{2} [^\x00-\x08\x0a-\x1f\x7f]*")
 _FIELD_VALUE = re.compile("[^\x00-\x08\x0a-\x1f\x7f]*")
 _TOKEN_RE = re.compile(_TOKEN)
@@ -127,6 +128,8 @@ def parse_head(
         if fm is None:
             raise HTTPError(400, _describe_bad_field(line))
         name, value = fm.groups()
+        if value and value[-1] in " \t":
+            value = value.rstrip(" \t")
         append((name, value))
         lname = name.lower()
         if lname in _SPECIAL:

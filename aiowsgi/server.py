@@ -13,12 +13,12 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
 from .config import Config, ConfigError
 from .connection import HTTPConnection, ServerState
+from .pool import WorkerPool
 from .wsgi import WSGIApp
 
 log = logging.getLogger("aiowsgi.error")
@@ -46,7 +46,8 @@ class Server:
         self.config = _config(config, options)
         self._server: asyncio.Server | None = None
         self._state: ServerState | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: WorkerPool | None = None
+        self._timeouts: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self._abort_now: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -60,11 +61,14 @@ class Server:
         config = self.config
         self._stopping = asyncio.Event()
         self._abort_now = asyncio.Event()
-        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="aiowsgi")
+        self._executor = WorkerPool(config.threads, thread_name_prefix="aiowsgi")
         state = self._state = ServerState(self.app, config, self._executor)
 
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
-            return HTTPConnection(state, reader, writer).run()
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # The connection owns its task: StreamReaderProtocol would otherwise wrap the
+            # coroutine itself and, on Python 3.11, log a cancelled one as an error.
+            conn = HTTPConnection(state, reader, writer)
+            conn.task = asyncio.get_running_loop().create_task(conn.run())
 
         try:
             self._server = await asyncio.start_server(
@@ -74,6 +78,7 @@ class Server:
             self._executor.shutdown(wait=False)
             raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
                                      f"{exc.strerror}") from exc
+        self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
         log.debug("listening on %s", ", ".join(self.urls))
 
     async def serve_forever(self) -> None:
@@ -128,7 +133,8 @@ class Server:
                     task.cancel()
                 await asyncio.wait(pending)
         await self._server.wait_closed()
-        assert self._executor is not None
+        assert self._timeouts is not None and self._executor is not None
+        self._timeouts.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> Server:

@@ -1,0 +1,117 @@
+"""The thread pool that runs WSGI applications.
+
+A ``concurrent.futures.Executor`` with the same semantics as ``ThreadPoolExecutor``
+(threads started on demand up to ``max_workers``, FIFO queue), plus :meth:`run_soon`
+for the request path: a request needs no ``Future`` (its response travels through a
+``Handoff``), and the standard executor's per-task future and idle-semaphore
+bookkeeping cost more than the application call of a small view.
+
+Threads are daemons: an application stuck in a call cannot keep the process from
+exiting after a shutdown has given up on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_STOP = None
+log = logging.getLogger("aiowsgi.error")
+
+
+class WorkerPool(Executor):
+    def __init__(self, max_workers: int, thread_name_prefix: str = "aiowsgi") -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self.max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._busy = 0
+        self._shutdown = False
+
+    @property
+    def busy(self) -> int:
+        """Threads running a task now."""
+        return self._busy
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
+
+    def run_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` on a pool thread; ``fn`` must handle its own exceptions."""
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new work after shutdown")
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self.max_workers:
+                self._start_thread()
+        self._queue.put(fn)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+
+        def task() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.run_soon(task)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        for _ in threads:
+            self._queue.put(_STOP)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, daemon=True,
+                                  name=f"{self._prefix}-{len(self._threads)}")
+        self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        get = self._queue.get
+        lock = self._lock
+        while True:
+            fn = get()
+            if fn is _STOP:
+                return
+            with lock:
+                self._busy += 1
+            try:
+                fn()
+            except BaseException:
+                log.exception("unhandled error in a pool task")
+            finally:
+                with lock:
+                    self._busy -= 1
+                    self._idle += 1
+            del fn

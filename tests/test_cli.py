@@ -1,0 +1,440 @@
+"""``aiowsgi`` on the command line, run the way an operator runs it: in its own process."""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import aiowsgi
+from aiowsgi.config import Config
+
+# Generous bounds for a loaded 2-core machine; none of them is waited out when things work.
+RUN_TIMEOUT = 60.0  # a CLI invocation that is expected to end by itself
+READY_TIMEOUT = 20.0  # the server answering after start
+EXIT_TIMEOUT = 30.0  # exit after SIGTERM/SIGINT with nothing in flight
+PROMPT_EXIT_TIMEOUT = 10.0  # exit after a second SIGINT (graceful timeout is 30 s)
+
+APPS = {
+    "hello_app.py": """
+        from wsgiref.validate import validator
+
+
+        @validator
+        def app(environ, start_response):
+            text = "hello from %s %s?%s" % (
+                __name__, environ["PATH_INFO"], environ["QUERY_STRING"])
+            body = text.encode()
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+    """,
+    "block_app.py": """
+        import os
+        import time
+
+        HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/block":
+                # Tell the test the request is in the application, then block until the
+                # test releases it (or 30 s, so that nothing is left behind forever).
+                open(os.path.join(HERE, "started"), "w").close()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    if os.path.exists(os.path.join(HERE, "release")):
+                        break
+                    time.sleep(0.01)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"done"]
+    """,
+    "pkg/__init__.py": "",
+    "pkg/mod.py": """
+        def wsgi_app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"dotted " + environ["PATH_INFO"].encode()]
+
+
+        class obj:
+            app = staticmethod(wsgi_app)
+    """,
+    "boom.py": "1 / 0\n",
+    "needs_missing.py": "import aiowsgi_test_no_such_dependency\n",
+    "bad_syntax.py": "def broken(:\n",
+    "exits.py": "import sys\nsys.exit(3)\n",
+    "not_callable.py": "app = 42\n",
+}
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    for name, source in APPS.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+    return tmp_path
+
+
+def _env() -> dict[str, str]:
+    """The environment of a CLI run: the aiowsgi under test comes first on the path."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    source_root = str(Path(aiowsgi.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [source_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+    return env
+
+
+def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aiowsgi", *args], cwd=cwd, env=_env(),
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+# -- version and help -----------------------------------------------------------------
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert aiowsgi.__version__ == "0.1.0"
+
+
+def test_serve_version(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "serve", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+
+
+def test_console_script_version(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "aiowsgi"
+    if not script.exists():
+        pytest.skip("the aiowsgi console script is not installed next to this interpreter")
+    result = subprocess.run([str(script), "--version"], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def test_serve_help_lists_every_option(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "serve", "--help")
+    assert result.returncode == 0, result.stderr
+    words = set(result.stdout.replace(",", " ").replace("[", " ").replace("]", " ").split())
+    missing = [_flag(f.name) for f in dataclasses.fields(Config) if _flag(f.name) not in words]
+    assert not missing, f"options missing from `aiowsgi serve --help`: {missing}"
+    for f in dataclasses.fields(Config):
+        if f.type in (bool, "bool"):
+            assert "--no-" + _flag(f.name)[2:] in words
+    assert "APP" in words
+
+
+def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli(tmp_path)
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+# -- loading the application ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected", "unexpected"),
+    [
+        pytest.param("aiowsgi_test_no_such_module:app", ["aiowsgi_test_no_such_module"],
+                     ["error while importing"], id="missing-module"),
+        pytest.param("pkg.nomod:app", ["pkg.nomod"], ["error while importing"],
+                     id="missing-submodule"),
+        pytest.param("boom:app", ["boom", "ZeroDivisionError"], [], id="raises-on-import"),
+        pytest.param("needs_missing:app",
+                     ["error while importing", "needs_missing",
+                      "aiowsgi_test_no_such_dependency"], [], id="imports-missing-module"),
+        pytest.param("bad_syntax:app", ["bad_syntax", "SyntaxError"], [], id="syntax-error"),
+        pytest.param("exits:app", ["exits", "SystemExit"], [], id="exits-on-import"),
+        pytest.param("hello_app:nope", ["hello_app", "nope"], [], id="missing-attribute"),
+        pytest.param("pkg.mod:obj.nope", ["pkg.mod", "nope"], [],
+                     id="missing-dotted-attribute"),
+        pytest.param("not_callable:app", ["not_callable:app", "not callable"], [],
+                     id="not-callable"),
+        pytest.param("hello_app", ["hello_app", "MODULE:ATTRIBUTE"], [], id="no-colon"),
+        pytest.param("hello_app:", ["hello_app:", "MODULE:ATTRIBUTE"], [], id="no-attribute"),
+        pytest.param(":app", [":app", "MODULE:ATTRIBUTE"], [], id="no-module"),
+    ],
+)
+def test_app_load_failure(app_dir: Path, spec: str, expected: list[str],
+                          unexpected: list[str]) -> None:
+    # The port is taken: were the app loaded by mistake, the server would fail to bind
+    # (and say so) instead of serving forever.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli(app_dir, "serve", spec, "--port", port)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected exactly one line on stderr, got:\n{result.stderr}"
+    line = lines[0]
+    assert line.startswith("aiowsgi: error: "), line
+    for text in expected:
+        assert text in line, f"{text!r} not in {line!r}"
+    for text in unexpected:
+        assert text not in line, f"{text!r} in {line!r}"
+    assert result.stdout == ""
+
+
+# -- bad option values ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--threads", "0"], "--threads"),
+        (["--port", "70000"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--loop", "nope"], "--loop"),
+        (["--send-timeout", "abc"], "--send-timeout"),
+        (["--send-timeout", "nan"], "--send-timeout"),
+        (["--threads", "1.5"], "--threads"),
+        (["--log-level", "loud"], "--log-level"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
+    result = run_cli(app_dir, "serve", "hello_app:app", *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    last = result.stderr.strip().splitlines()[-1]
+    assert flag in last, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- serving --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _poll(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Evaluate ``condition`` until it holds or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+@dataclasses.dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def wait_for_log(self, text: str, timeout: float) -> bool:
+        """Wait until ``text`` is on stderr; False if it is not there in time or ever."""
+        _poll(lambda: text in self.stderr or self.proc.poll() is not None, timeout)
+        return text in self.stderr
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+@pytest.fixture
+def start_server(app_dir: Path) -> Iterator[Callable[..., RunningServer]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(spec: str, *args: str) -> RunningServer:
+        for attempt in range(5):
+            port = _free_port()
+            stderr_path = app_dir / f"stderr-{port}-{attempt}.txt"
+            with stderr_path.open("wb") as stderr:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "aiowsgi", "serve", spec, "--port", str(port),
+                     *args],
+                    cwd=app_dir, env=_env(), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=stderr)
+            procs.append(proc)
+            server = RunningServer(proc, port, stderr_path)
+
+            def answers(port: int = port, proc: subprocess.Popen[bytes] = proc) -> bool:
+                if proc.poll() is not None:
+                    return True
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except OSError:
+                    return False
+                return True
+
+            if not _poll(answers, READY_TIMEOUT, interval=0.05):
+                pytest.fail(f"the server did not answer within {READY_TIMEOUT} s:\n"
+                            f"{server.stderr}")
+            if proc.poll() is None:
+                return server
+            if "cannot listen" not in server.stderr:  # not a port collision: a real failure
+                pytest.fail(f"the server exited with {proc.returncode}:\n{server.stderr}")
+        pytest.fail("no free port found in 5 attempts")
+
+    yield start
+
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=EXIT_TIMEOUT)
+
+
+def _check_date(value: str | None) -> None:
+    assert value is not None
+    date = email.utils.parsedate_to_datetime(value)
+    assert date.tzinfo is not None
+    assert value.endswith(" GMT")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_serve_and_sigterm(start_server: Callable[..., RunningServer], loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    # A graceful timeout longer than the exit bound: the idle keep-alive connection
+    # left open below must be closed at once, not waited for.
+    server = start_server("hello_app:app", "--loop", loop, "--threads", "2",
+                          "--graceful-timeout", "60")
+    conn = server.connection()
+    try:
+        conn.request("GET", "/some/path?x=1")
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200
+        assert body == b"hello from hello_app /some/path?x=1"
+        assert response.getheader("Server") == "aiowsgi"
+        assert response.getheader("Content-Type") == "text/plain; charset=utf-8"
+        assert response.getheader("Content-Length") == str(len(body))
+        _check_date(response.getheader("Date"))
+        assert response.version == 11 and not response.will_close
+
+        server.proc.send_signal(signal.SIGTERM)
+        returncode = server.wait(EXIT_TIMEOUT)
+    finally:
+        conn.close()
+    stderr = server.stderr
+    assert returncode == 0, f"exit status {returncode}:\n{stderr}"
+    assert f"aiowsgi serving http://127.0.0.1:{server.port} ({loop} loop, 2 threads)" in stderr
+    assert "SIGTERM received" in stderr
+    assert "shutdown complete" in stderr
+    assert "Traceback" not in stderr, stderr
+
+
+def test_dotted_attribute_is_served(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server("pkg.mod:obj.app", "--loop", "asyncio")
+    conn = server.connection()
+    try:
+        conn.request("GET", "/dotted")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read() == b"dotted /dotted"
+    finally:
+        conn.close()
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait(EXIT_TIMEOUT) == 0, server.stderr
+    assert "SIGINT received" in server.stderr
+    assert "shutdown complete" in server.stderr
+
+
+class BlockedRequest:
+    """A GET /block sent from a thread; what it ends with is kept for the test."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.outcome: object = None
+        self.thread = threading.Thread(target=self._run, args=(server,), daemon=True)
+        self.thread.start()
+
+    def _run(self, server: RunningServer) -> None:
+        conn = server.connection(timeout=60)
+        try:
+            conn.request("GET", "/block")
+            response = conn.getresponse()
+            self.outcome = (response.status, response.read())
+        except (OSError, http.client.HTTPException) as exc:
+            self.outcome = exc
+        finally:
+            conn.close()
+
+
+def _interrupt_twice_during_request(app_dir: Path, server: RunningServer) -> BlockedRequest:
+    """Start a blocking request, then SIGINT, and SIGINT again once shutdown has begun."""
+    request = BlockedRequest(server)
+    assert _poll((app_dir / "started").exists, READY_TIMEOUT), (
+        f"the request never reached the application:\n{server.stderr}")
+    server.proc.send_signal(signal.SIGINT)
+    assert server.wait_for_log("shutting down gracefully", READY_TIMEOUT), server.stderr
+    assert server.proc.poll() is None, "exited before the request in flight finished"
+    server.proc.send_signal(signal.SIGINT)
+    return request
+
+
+def test_second_sigint_exits_promptly(
+        app_dir: Path, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server("block_app:app", "--graceful-timeout", "30")
+    try:
+        request = _interrupt_twice_during_request(app_dir, server)
+        returncode = server.wait(PROMPT_EXIT_TIMEOUT)
+        assert returncode is not None, (
+            f"still running {PROMPT_EXIT_TIMEOUT} s after the second SIGINT, while the "
+            f"application thread is blocked:\n{server.stderr}")
+        assert returncode == 0, server.stderr
+        assert "received again" in server.stderr
+        assert "shutdown complete" in server.stderr
+        # The request in flight was not answered: its connection was closed.
+        request.thread.join(PROMPT_EXIT_TIMEOUT)
+        assert not request.thread.is_alive()
+        assert isinstance(request.outcome, OSError | http.client.HTTPException), request.outcome
+    finally:
+        (app_dir / "release").touch()
+
+
+def test_second_sigint_closes_connections_without_traceback(
+        app_dir: Path, start_server: Callable[..., RunningServer]) -> None:
+    server = start_server("block_app:app", "--graceful-timeout", "30")
+    try:
+        request = _interrupt_twice_during_request(app_dir, server)
+        assert server.wait_for_log("shutdown complete", PROMPT_EXIT_TIMEOUT), server.stderr
+        request.thread.join(PROMPT_EXIT_TIMEOUT)
+        assert not request.thread.is_alive()
+    finally:
+        # Let the application thread finish, so the process can end even if a blocked
+        # worker keeps it alive; what that thread does afterwards must not log errors.
+        (app_dir / "release").touch()
+    returncode = server.wait(EXIT_TIMEOUT)
+    stderr = server.stderr
+    assert returncode == 0, stderr
+    assert "still busy" in stderr
+    assert "Traceback" not in stderr, stderr
+    assert "Exception" not in stderr, stderr

@@ -1,0 +1,232 @@
+"""The ``Config`` dataclass: defaults, metadata the CLI relies on, and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+
+from aiowsgi.cli import _GROUPS
+from aiowsgi.config import Config, ConfigError, option_choices, option_names, option_type
+
+FIELDS = dataclasses.fields(Config)
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+
+
+def _ids(fields: list[dataclasses.Field[Any]]) -> list[str]:
+    return [f.name for f in fields]
+
+
+def _of_type(kind: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in FIELDS if option_type(f) is kind and option_choices(f) is None]
+
+
+CHOICE_FIELDS = [f for f in FIELDS if option_choices(f) is not None]
+NUMERIC_FIELDS = _of_type(int) + _of_type(float)
+WITH_MIN = [f for f in NUMERIC_FIELDS if f.metadata.get("min") is not None]
+WITH_MAX = [f for f in NUMERIC_FIELDS if f.metadata.get("max") is not None]
+BOUNDED = [f for f in NUMERIC_FIELDS if f in WITH_MIN or f in WITH_MAX]
+
+
+def _valid_with(name: str, value: Any) -> dict[str, Any]:
+    return {name: value}
+
+
+def _assert_rejected(name: str, value: Any, *, via_replace: bool = False) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        if via_replace:
+            Config().replace(**{name: value})
+        else:
+            Config(**{name: value})
+    error = info.value
+    assert str(error).startswith(f"{name}: "), str(error)
+    assert error.option == name
+    assert isinstance(error, ValueError)
+    return error
+
+
+# -- defaults and metadata ------------------------------------------------------------
+
+
+def test_defaults_are_valid() -> None:
+    config = Config()
+    for f in FIELDS:
+        assert getattr(config, f.name) == f.default
+    # Re-validating every default explicitly goes through the same path.
+    assert Config(**{f.name: f.default for f in FIELDS}) == config
+
+
+def test_there_are_options_of_every_kind() -> None:
+    # The parametrized tests below would silently test nothing otherwise.
+    assert CHOICE_FIELDS
+    assert _of_type(int) and _of_type(float) and _of_type(bool) and _of_type(str)
+    assert WITH_MIN and WITH_MAX
+
+
+@pytest.mark.parametrize("f", FIELDS, ids=_ids(FIELDS))
+def test_every_field_has_help_group_and_known_type(f: dataclasses.Field[Any]) -> None:
+    help_text = f.metadata.get("help")
+    assert isinstance(help_text, str) and help_text.strip()
+    assert help_text.rstrip().endswith((".", ")"))
+    assert "%" not in help_text  # argparse would try to format it
+    assert f.metadata.get("group") in _GROUPS
+    kind = option_type(f)
+    assert kind in (str, int, float, bool)
+    choices = option_choices(f)
+    if choices is not None:
+        assert kind is str
+        assert all(isinstance(choice, str) for choice in choices)
+        assert f.default in choices
+    assert isinstance(f.default, kind)
+    if kind in (int, float):
+        assert isinstance(f.metadata.get("unit", ""), str)
+
+
+def test_option_names_match_fields() -> None:
+    assert option_names() == frozenset(FIELDS_BY_NAME)
+
+
+@pytest.mark.parametrize("f", BOUNDED, ids=_ids(BOUNDED))
+def test_bounds_themselves_are_accepted(f: dataclasses.Field[Any]) -> None:
+    kind = option_type(f)
+    for bound in (f.metadata.get("min"), f.metadata.get("max")):
+        if bound is None:
+            continue
+        value = kind(bound)
+        config = Config(**_valid_with(f.name, value))
+        assert getattr(config, f.name) == value
+
+
+@pytest.mark.parametrize("f", _of_type(float), ids=_ids(_of_type(float)))
+def test_float_option_accepts_int(f: dataclasses.Field[Any]) -> None:
+    assert getattr(Config(**{f.name: 5}), f.name) == 5
+
+
+# -- rejected values ------------------------------------------------------------------
+
+
+WRONG_TYPE: dict[type, list[Any]] = {
+    str: [1, b"127.0.0.1", None],
+    int: ["8", 8.0, None],
+    float: ["1.5", None, 1j],
+    bool: [1, 0, "yes", None],
+}
+
+
+@pytest.mark.parametrize("f", FIELDS, ids=_ids(FIELDS))
+def test_wrong_type_is_rejected(f: dataclasses.Field[Any]) -> None:
+    for value in WRONG_TYPE[option_type(f)]:
+        _assert_rejected(f.name, value)
+
+
+@pytest.mark.parametrize("f", _of_type(int), ids=_ids(_of_type(int)))
+@pytest.mark.parametrize("value", [True, False])
+def test_bool_given_for_int_is_rejected(f: dataclasses.Field[Any], value: bool) -> None:
+    _assert_rejected(f.name, value)
+
+
+@pytest.mark.parametrize("f", _of_type(float), ids=_ids(_of_type(float)))
+@pytest.mark.parametrize("value", [True, False])
+def test_bool_given_for_float_is_rejected(f: dataclasses.Field[Any], value: bool) -> None:
+    _assert_rejected(f.name, value)
+
+
+@pytest.mark.parametrize("f", WITH_MIN, ids=_ids(WITH_MIN))
+def test_below_min_is_rejected(f: dataclasses.Field[Any]) -> None:
+    low = f.metadata["min"]
+    value = low - 1 if option_type(f) is int else low - 0.0005
+    error = _assert_rejected(f.name, value)
+    assert "at least" in str(error)
+
+
+@pytest.mark.parametrize("f", WITH_MAX, ids=_ids(WITH_MAX))
+def test_above_max_is_rejected(f: dataclasses.Field[Any]) -> None:
+    high = f.metadata["max"]
+    value = high + 1 if option_type(f) is int else high + 0.5
+    error = _assert_rejected(f.name, value)
+    assert "at most" in str(error)
+
+
+@pytest.mark.parametrize("f", _of_type(float), ids=_ids(_of_type(float)))
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=["inf", "-inf", "nan"])
+def test_non_finite_float_is_rejected(f: dataclasses.Field[Any], value: float) -> None:
+    error = _assert_rejected(f.name, value)
+    assert "finite" in str(error)
+
+
+@pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
+def test_choice_not_in_list_is_rejected(f: dataclasses.Field[Any]) -> None:
+    choices = option_choices(f)
+    assert choices is not None
+    for value in ("nope", "", choices[0].upper(), f" {choices[0]}"):
+        error = _assert_rejected(f.name, value)
+        assert "must be one of" in str(error)
+
+
+@pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
+def test_every_choice_is_accepted(f: dataclasses.Field[Any]) -> None:
+    for choice in option_choices(f) or ():
+        assert getattr(Config(**{f.name: choice}), f.name) == choice
+
+
+def test_empty_host_is_rejected() -> None:
+    _assert_rejected("host", "")
+
+
+def test_limits_are_independent() -> None:
+    # The smallest head size is usable without lowering the request-line limit: a
+    # request line longer than the head limit is refused by the head limit (431).
+    config = Config(max_header_size=256)
+    assert config.max_header_size == 256
+    assert config.max_request_line > config.max_header_size
+
+
+# -- replace and immutability ---------------------------------------------------------
+
+
+def test_replace_returns_a_changed_copy() -> None:
+    config = Config()
+    other = config.replace(port=0, threads=2, loop="asyncio")
+    assert (other.port, other.threads, other.loop) == (0, 2, "asyncio")
+    assert config == Config()
+    assert other.host == config.host
+    assert config.replace() == config
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("port", 70000), ("threads", 0), ("threads", True), ("loop", "nope"),
+     ("send_timeout", math.nan), ("server_header", 1), ("host", "")],
+)
+def test_replace_validates(name: str, value: Any) -> None:
+    _assert_rejected(name, value, via_replace=True)
+
+
+def test_replace_rejects_unknown_names() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config().replace(prot=8080)
+    assert str(info.value).startswith("prot: ")
+    assert info.value.option == "prot"
+    with pytest.raises(ConfigError, match=r"^bogus: "):
+        Config().replace(port=0, bogus=1)
+
+
+def test_constructor_rejects_unknown_names_and_positionals() -> None:
+    with pytest.raises(TypeError):
+        Config(prot=8080)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Config("0.0.0.0")  # type: ignore[misc]
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.port = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del config.port  # type: ignore[misc]
+    with pytest.raises((AttributeError, TypeError)):
+        config.not_an_option = 1  # type: ignore[attr-defined]
+    assert config.port == 8000
+    assert hash(config) == hash(Config())
