@@ -1,0 +1,111 @@
+"""Backpressure: memory stays bounded whatever the client's pace; a stalled client
+cannot hold an application thread past the send timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import StartServer
+from .http import RawClient
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+
+
+def _status_kib(pid: int, field: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    assert match, field
+    return int(match.group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_256_mib_to_a_slow_reader_keeps_memory_bounded(loop: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiowsgi", "serve", "tests.apps.stream:app", "--port", "0",
+         "--loop", loop, "--log-level", "info", "--send-buffer-size", str(512 * 1024)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), 30)
+        match = re.search(r"serving http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        port = int(match.group(1))
+
+        client = await RawClient.connect("127.0.0.1", port)
+        warm = await client.request("GET", "/?mib=4")
+        assert len(warm.body) == 4 * MiB
+        baseline = _status_kib(proc.pid, "VmRSS")
+
+        await client.send(b"GET /?mib=256 HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 30)
+        assert b"Content-Length: 268435456" in head
+        received = 0
+        paused = 0
+        async with asyncio.timeout(120):
+            while received < 256 * MiB:
+                data = await client.reader.read(64 * 1024)
+                assert data, "server closed early"
+                received += len(data)
+                if received // MiB > paused:  # a slow reader: a pause every MiB
+                    paused = received // MiB
+                    await asyncio.sleep(0.001)
+        assert received == 256 * MiB
+        peak = _status_kib(proc.pid, "VmHWM")
+        assert (peak - baseline) * 1024 < 32 * MiB, (peak, baseline)
+        await client.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def stalled_stream_app(closed: threading.Event, started: threading.Event
+                       ) -> Callable[..., Iterator[bytes]]:
+    class Body:
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def __iter__(self) -> Iterator[bytes]:
+            started.set()
+            for _ in range(16 * 1024):  # at most 1 GiB; the client never reads it all
+                self.sent += 1
+                yield b"z" * 65536
+
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Body:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Body()
+
+    return app
+
+
+async def test_client_that_stops_reading_is_cut_off(start_server: StartServer) -> None:
+    closed, started = threading.Event(), threading.Event()
+    server = await start_server(stalled_stream_app(closed, started), send_timeout=0.5)
+    client = await RawClient.connect(server.host, server.port)
+    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert await asyncio.to_thread(started.wait, 30)
+    # The client reads nothing more. The server must give up after the send timeout:
+    # the thread waiting for credit wakes, the iteration stops, close() runs.
+    assert await asyncio.to_thread(closed.wait, 30)
+    # and the connection is gone: reading drains what the kernel buffered, then EOF
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                if not await client.reader.read(1 << 20):
+                    break
+            except ConnectionResetError:
+                break
+    await client.close()

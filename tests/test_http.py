@@ -1,0 +1,305 @@
+"""HTTP/1.1 behaviour over real sockets: persistence, pipelining, bodies, framing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiowsgi.wsgi import WSGIApp
+
+from .conftest import StartServer
+from .http import RawClient
+
+Env = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def read_body(environ: Env) -> bytes:
+    # wsgiref's validator insists on read(size), as PEP 333 did
+    return environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # type: ignore[no-any-return]
+
+
+def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """Answers with the method, the path and the request body."""
+    body = read_body(environ)
+    out = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} ".encode() + body
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(out)))])
+    return [out]
+
+
+def streaming(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """A generator without Content-Length: framed by the server."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def body() -> Iterable[bytes]:
+        yield b"one,"
+        yield b""
+        yield b"two,"
+        yield b"three"
+
+    return body()
+
+
+def status_app(status: str, headers: list[tuple[str, str]] | None = None,
+               body: bytes = b"") -> WSGIApp:
+    def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        read_body(environ)
+        start_response(status, list(headers or []))
+        return [body] if body else []
+
+    return app
+
+
+async def connect(server: Any) -> RawClient:
+    return await RawClient.connect(server.host, server.port)
+
+
+# -- persistent connections ---------------------------------------------------------------
+
+
+async def test_http11_connections_persist_by_default(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    for i in range(3):
+        response = await client.request("GET", f"/n{i}")
+        assert response.status == 200
+        assert response.body == f"GET /n{i} ".encode()
+        assert response.header("Connection") is None
+    await client.close()
+
+
+async def test_http11_connection_close_is_honoured(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    response = await client.request("GET", "/", headers={"Connection": "close"})
+    assert response.status == 200
+    assert response.header("Connection") == "close"
+    assert await client.closed_by_server()
+
+
+async def test_http10_closes_unless_keep_alive_asked(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    response = await client.request("GET", "/", version="HTTP/1.0")
+    assert response.header("Connection") == "close"
+    assert await client.closed_by_server()
+
+    client = await connect(server)
+    for _ in range(2):
+        response = await client.request("GET", "/", version="HTTP/1.0",
+                                        headers={"Connection": "keep-alive"})
+        assert response.status == 200
+        assert response.header("Connection") == "keep-alive"
+    await client.close()
+
+
+async def test_app_connection_close_header_closes(start_server: StartServer) -> None:
+    # wsgiref's validator forbids hop-by-hop headers; PEP 3333 servers honour this one
+    server = await start_server(status_app("200 OK", [("Content-Type", "text/plain"),
+                                                      ("Connection", "close")], b"bye"),
+                                validate=False)
+    client = await connect(server)
+    response = await client.request()
+    assert response.body == b"bye"
+    assert response.all("Connection") == ["close"]
+    assert await client.closed_by_server()
+
+
+async def test_pipelined_requests_are_answered_in_order(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    requests = b"".join(
+        f"POST /p{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{i:02d}".encode()
+        for i in range(5)
+    ) + b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    await client.send(requests)
+    for i in range(5):
+        response = await client.response()
+        assert response.body == f"POST /p{i} {i:02d}".encode()
+    last = await client.response()
+    assert last.body == b"GET /last "
+    assert await client.closed_by_server()
+
+
+async def test_idle_keepalive_connection_is_closed(start_server: StartServer) -> None:
+    server = await start_server(echo, keepalive_timeout=0.2)
+    client = await connect(server)
+    assert (await client.request()).status == 200
+    assert await client.closed_by_server()
+
+
+# -- request bodies -------------------------------------------------------------------
+
+
+async def test_chunked_request_body(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    await client.send(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: y\r\n\r\n")
+    response = await client.response()
+    assert response.body == b"POST /c hello world"
+    # the connection stays usable after the trailer
+    assert (await client.request("GET", "/after")).body == b"GET /after "
+    await client.close()
+
+
+async def test_expect_100_continue(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    await client.send(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+    interim = await client.response()
+    assert interim.status == 100
+    await client.send(b"data")
+    response = await client.response()
+    assert response.status == 200
+    assert response.body == b"PUT /e data"
+    await client.close()
+
+
+async def test_expect_100_continue_not_sent_for_refused_body(start_server: StartServer) -> None:
+    server = await start_server(echo, max_body_size=10)
+    client = await connect(server)
+    await client.send(b"PUT /e HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n"
+                      b"Expect: 100-continue\r\n\r\n")
+    response = await client.response()
+    assert response.status == 413
+    assert response.header("Connection") == "close"
+    assert await client.closed_by_server()
+
+
+async def test_body_at_the_limit_and_one_past(start_server: StartServer) -> None:
+    server = await start_server(echo, max_body_size=10)
+    client = await connect(server)
+    assert (await client.request("POST", "/", body=b"x" * 10)).body == b"POST / " + b"x" * 10
+    assert (await client.request("POST", "/", body=b"x" * 11)).status == 413
+    assert await client.closed_by_server()
+
+
+async def test_chunked_body_past_the_limit(start_server: StartServer) -> None:
+    server = await start_server(echo, max_body_size=10)
+    client = await connect(server)
+    await client.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n")
+    response = await client.response()
+    assert response.status == 413
+    assert await client.closed_by_server()
+
+
+async def test_malformed_request_gets_400_and_close(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+    response = await client.response()
+    assert response.status == 400
+    assert response.header("Connection") == "close"
+    assert await client.closed_by_server()
+
+
+async def test_slow_head_gets_408(start_server: StartServer) -> None:
+    server = await start_server(echo, header_timeout=0.2)
+    client = await connect(server)
+    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    response = await client.response()
+    assert response.status == 408
+    assert await client.closed_by_server()
+
+
+# -- response framing ---------------------------------------------------------------
+
+
+async def test_generator_is_chunked_on_http11(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    response = await client.request()
+    assert response.chunked
+    assert response.header("Content-Length") is None
+    assert response.body == b"one,two,three"
+    assert (await client.request()).body == b"one,two,three"
+    await client.close()
+
+
+async def test_generator_is_close_delimited_on_http10(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    response = await client.request("GET", "/", version="HTTP/1.0",
+                                    headers={"Connection": "keep-alive"})
+    assert not response.chunked
+    assert response.header("Connection") == "close"
+    assert response.body == b"one,two,three"
+    assert await client.closed_by_server()
+
+
+async def test_head_sends_headers_only(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    head = await client.request("HEAD", "/h")
+    assert head.status == 200
+    assert head.header("Content-Length") == str(len(b"HEAD /h "))
+    # nothing but headers came: the next response parses cleanly
+    assert (await client.request("GET", "/g")).body == b"GET /g "
+    await client.close()
+
+
+async def test_head_of_a_generator(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    head = await client.request("HEAD")
+    assert head.status == 200
+    assert (await client.request("GET")).body == b"one,two,three"
+    await client.close()
+
+
+async def test_204_and_304_carry_no_body(start_server: StartServer) -> None:
+    for status in ("204 No Content", "304 Not Modified"):
+        server = await start_server(
+            status_app(status, [("Content-Type", "text/plain")], b"ignored"), validate=False)
+        client = await connect(server)
+        response = await client.request()
+        assert response.status == int(status[:3])
+        assert response.header("Transfer-Encoding") is None
+        if status.startswith("204"):
+            assert response.header("Content-Length") is None
+        # no body bytes: the next response starts right away
+        assert (await client.request()).status == int(status[:3])
+        await client.close()
+
+
+async def test_date_and_server_headers(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    response = await client.request()
+    assert response.header("Server") == "aiowsgi"
+    date = response.header("Date")
+    assert date is not None and date.endswith(" GMT")
+    await client.close()
+
+    server = await start_server(status_app("200 OK", [("Content-Type", "text/plain"),
+                                                      ("Server", "mine"),
+                                                      ("Date", "Tue, 01 Jan 2030 00:00:00 GMT")]))
+    client = await connect(server)
+    response = await client.request()
+    assert response.all("Server") == ["mine"]
+    assert response.all("Date") == ["Tue, 01 Jan 2030 00:00:00 GMT"]
+    await client.close()
+
+    server = await start_server(echo, server_header=False)
+    client = await connect(server)
+    assert (await client.request()).header("Server") is None
+    await client.close()
+
+
+async def test_many_connections_at_once(start_server: StartServer) -> None:
+    server = await start_server(echo, threads=4)
+
+    async def one(i: int) -> bytes:
+        client = await connect(server)
+        try:
+            return (await client.request("POST", f"/{i}", body=b"x" * i)).body
+        finally:
+            await client.close()
+
+    bodies = await asyncio.gather(*(one(i) for i in range(50)))
+    assert bodies == [f"POST /{i} ".encode() + b"x" * i for i in range(50)]
