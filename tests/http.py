@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 TIMEOUT = 30.0  # a safety net only; no test relies on it firing
@@ -29,7 +30,7 @@ async def read_response(reader: asyncio.StreamReader, method: str = "GET") -> Re
     async with asyncio.timeout(TIMEOUT):
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head[:-4].decode("latin-1").split("\r\n")
-        version, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        version, status, reason = ([*lines[0].split(" ", 2), ""])[:3]
         assert version == "HTTP/1.1", lines[0]
         headers = [tuple(line.split(": ", 1)) for line in lines[1:]]
         response = Response(int(status), reason, headers)  # type: ignore[arg-type]
@@ -96,7 +97,5 @@ class RawClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
