@@ -1,0 +1,218 @@
+"""The programmatic API: Server, serve(), run(), and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aiowsgi import Config, ConfigError, Server, serve
+
+from .http import RawClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
+class Gate:
+    """An app that holds each request until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        self.entered.set()
+        self.release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+        return [b"done"]
+
+
+async def test_server_addresses_known_after_start_with_port_0() -> None:
+    async with Server(hello, host="127.0.0.1", port=0) as server:
+        assert server.port > 0
+        assert server.host == "127.0.0.1"
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert server.addresses == [("127.0.0.1", server.port)]
+        async with aiohttp.ClientSession() as session, session.get(server.url) as resp:
+            assert resp.status == 200
+            assert await resp.read() == b"hello"
+    assert server.sockets == []
+
+
+async def test_server_takes_a_config_and_options() -> None:
+    config = Config(host="127.0.0.1", port=0, threads=3)
+    server = Server(hello, config, server_header=False)
+    assert server.config.threads == 3
+    assert server.config.server_header is False
+    with pytest.raises(ConfigError, match=r"^threads: "):
+        Server(hello, threads=0)
+    with pytest.raises(ConfigError, match=r"^nope: "):
+        Server(hello, nope=1)
+    with pytest.raises(TypeError):
+        Server("not an app")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        _ = server.url
+
+
+async def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            async with Server(hello, host="127.0.0.1", port=port):
+                pass
+
+
+async def test_serve_runs_until_cancelled_then_finishes_in_flight_requests() -> None:
+    gate = Gate()
+    config = Config(host="127.0.0.1", port=0)
+    # serve() binds inside the task; find the port through a Server built the same way
+    started: asyncio.Future[Server] = asyncio.get_running_loop().create_future()
+
+    class Probe(Server):
+        async def start(self) -> None:
+            await super().start()
+            started.set_result(self)
+
+    async def run_serve() -> None:
+        async with Probe(gate, config) as server:
+            await server.serve_forever()
+
+    task = asyncio.ensure_future(run_serve())
+    server = await asyncio.wait_for(started, 30)
+    host, port = server.host, server.port
+    client = await RawClient.connect(host, port)
+    pending = asyncio.ensure_future(client.request())
+    assert await asyncio.to_thread(gate.entered.wait, 30)
+    task.cancel()
+    # shutdown has begun: no new connections are accepted
+    while server.sockets:
+        await asyncio.sleep(0.01)
+    with pytest.raises(OSError):
+        await asyncio.open_connection(host, port)
+    gate.release.set()
+    response = await asyncio.wait_for(pending, 30)
+    assert response.status == 200
+    assert response.body == b"done"
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await client.close()
+
+
+async def test_serve_function_shuts_down_on_cancel() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task = asyncio.ensure_future(serve(hello, host="127.0.0.1", port=port))
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.02)
+    writer.close()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> None:
+    gate = Gate()
+    async with Server(gate, host="127.0.0.1", port=0) as server:
+        idle = await RawClient.connect(server.host, server.port)
+        busy = await RawClient.connect(server.host, server.port)
+        pending = asyncio.ensure_future(busy.request())
+        assert await asyncio.to_thread(gate.entered.wait, 30)
+        shutdown = asyncio.ensure_future(server.shutdown())
+        assert await idle.closed_by_server()
+        assert not shutdown.done()
+        gate.release.set()
+        response = await asyncio.wait_for(pending, 30)
+        assert response.body == b"done"
+        await asyncio.wait_for(shutdown, 30)
+        assert await busy.closed_by_server()
+
+
+async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
+    gate = Gate()
+    try:
+        async with Server(gate, host="127.0.0.1", port=0, graceful_timeout=0.2) as server:
+            client = await RawClient.connect(server.host, server.port)
+            pending = asyncio.ensure_future(client.request())
+            assert await asyncio.to_thread(gate.entered.wait, 30)
+            await asyncio.wait_for(server.shutdown(), 30)
+            with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+                await asyncio.wait_for(pending, 30)
+    finally:
+        gate.release.set()
+
+
+RUN_SCRIPT = textwrap.dedent("""
+    import signal, sys
+    from aiowsgi import run
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def mine(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, mine)
+    run(app, host="127.0.0.1", port=0, loop=sys.argv[1])
+    assert signal.getsignal(signal.SIGTERM) is mine, "SIGTERM handler not restored"
+    print("restored", flush=True)
+""")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_serves_until_sigterm_and_restores_handlers(loop: str, tmp_path: Path) -> None:
+    script = tmp_path / "run_app.py"
+    script.write_text(RUN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), loop], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "serving http://127.0.0.1:" in line, line
+        assert f"({loop} loop" in line
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"\r\nContent-Length: 2\r\n" in data
+        assert data.endswith(b"\r\n\r\nok")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.strip() == "restored"
+        assert "shutdown complete" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
