@@ -1,0 +1,1 @@
+"""Unmodified framework applications that the framework smoke tests run through aiowsgi."""
