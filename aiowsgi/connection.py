@@ -269,7 +269,7 @@ class HTTPConnection:
                     assert type(item) is Abort
                     if item.data:
                         write(item.data)
-                    transport.abort()
+                    await self._abort_after_flush()
                     return False
             if written:
                 await self._drain()
@@ -288,6 +288,19 @@ class HTTPConnection:
         elif self.transport.is_closing():
             raise ClientGone("client closed the connection")
 
+    async def _abort_after_flush(self) -> None:
+        """Close without completing the response, after what was written has gone out
+        (bounded by the send timeout)."""
+        transport = self.transport
+        try:
+            if transport.get_write_buffer_size() and not transport.is_closing():
+                transport.set_write_buffer_limits(high=0)
+                await self._drain()
+        except (ClientGone, ConnectionError):
+            pass
+        finally:
+            transport.abort()
+
     async def _send_file(self, item: SendFile) -> bool:
         try:
             self.transport.write(item.head)
@@ -296,7 +309,7 @@ class HTTPConnection:
             await self.loop.run_in_executor(self.state.executor, item.close)
         if sent < item.count:
             log.error("file ended %d bytes before its Content-Length", item.count - sent)
-            self.transport.abort()
+            await self._abort_after_flush()
             return False
         await self._drain()
         return item.keep_alive

@@ -55,7 +55,7 @@ _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-
 _QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
 _CHUNK_EXT = f"[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QUOTED}))?+"
 _CHUNK_LINE = re.compile(f"([0-9A-Fa-f]{{1,16}})((?:{_CHUNK_EXT})*+)\r\n")
-_STATUS = re.compile("[1-9][0-9]{2} [^\x00-\x08\x0a-\x1f\x7f]*")
+_STATUS = re.compile("[1-5][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
 _FIELD_VALUE = re.compile("[^\x00-\x08\x0a-\x1f\x7f]*")
 _TOKEN_RE = re.compile(_TOKEN)
 _HTTP2_PREFACE = "PRI * HTTP/2.0"
@@ -228,6 +228,8 @@ def _content_length(value: str, previous: int | None) -> int:
 
 
 def _split_target(method: str, target: str) -> tuple[str, str]:
+    if "#" in target:
+        raise HTTPError(400, "fragment in request target")
     if target[0] == "/":
         path, _, query = target.partition("?")
     elif target == "*":
@@ -238,10 +240,18 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
         scheme, sep, rest = target.partition("://")
         if not sep or scheme.lower() not in ("http", "https"):
             raise HTTPError(400, "unsupported request target")
-        slash = rest.find("/")
-        path, _, query = ("/" if slash < 0 else rest[slash:]).partition("?")
-        if slash < 0 and "?" in rest:
-            query = rest.partition("?")[2]
+        end = len(rest)
+        for sep_char in "/?#":
+            i = rest.find(sep_char)
+            if 0 <= i < end:
+                end = i
+        authority, remainder = rest[:end], rest[end:]
+        if authority[:1] in ("", ":"):
+            raise HTTPError(400, "empty host in absolute-form target")
+        if remainder.startswith("/"):
+            path, _, query = remainder.partition("?")
+        else:
+            path, query = "/", remainder[1:] if remainder.startswith("?") else ""
     if "%" in path:
         path = _unquote(path)
     return path, query
@@ -297,7 +307,7 @@ class ChunkedDecoder:
 
     @property
     def size(self) -> int:
-        """Body bytes decoded so far."""
+        """Body bytes announced by the chunk-size lines read so far."""
         return self._total
 
     @property
@@ -528,9 +538,11 @@ _REASONS: Final = {
 def error_response(status: int, message: str = "", *, keep_alive: bool = False) -> bytes:
     """A complete plain-text error response; closes the connection unless told otherwise."""
     reason = _REASONS.get(status, "Error")
-    body = f"{status} {reason}\n{message}\n" if message else f"{status} {reason}\n"
+    text = f"{status} {reason}\n{message}\n" if message else f"{status} {reason}\n"
+    body = text.encode("utf-8", "replace")
+    close = "" if keep_alive else "Connection: close\r\n"
     return (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\nServer: aiowsgi\r\n"
-        f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n{body}"
-    ).encode("latin-1")
+        f"{close}\r\n"
+    ).encode("latin-1") + body

@@ -155,7 +155,9 @@ class WSGICall:
     """One application call, from ``app(environ, start_response)`` to ``close()``."""
 
     __slots__ = (
+        "_body",
         "_file_handed",
+        "_held",
         "app",
         "environ",
         "handoff",
@@ -183,6 +185,8 @@ class WSGICall:
         self.head: ResponseHead | None = None
         self.remaining = 0
         self._file_handed = False
+        self._body = environ.get("wsgi.input")
+        self._held = b""
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], None]:
@@ -223,7 +227,7 @@ class WSGICall:
         except BaseException as exc:  # noqa: BLE001 - a worker thread must not die
             final = self._failure(exc)
         finally:
-            body = self.environ.get("wsgi.input")
+            body = self._body
             if body is not None:
                 with contextlib.suppress(Exception):
                     body.close()
@@ -287,11 +291,17 @@ class WSGICall:
 
     def _send(self, data: bytes) -> None:
         out = self._frame(data) if self.head is not None else self._begin().data + self._frame(data)
+        head = self.head
+        assert head is not None
+        if out and head.framing == LENGTH and self.remaining <= 0:
+            # The body is complete: hold its end back until close() has run.
+            self._held += out
+            return
         if out:
             self.handoff.put(out, len(out))
 
     def _finish(self) -> Finish | Abort:
-        tail = self._begin(known_length=0).data if self.head is None else b""
+        tail = self._begin(known_length=0).data if self.head is None else self._held
         head = self.head
         assert head is not None
         if head.send_body:
