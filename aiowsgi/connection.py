@@ -124,8 +124,7 @@ class HTTPConnection:
         first = True
         while not self.state.shutting_down:
             self.idle = True
-            head = await self._read_head(config.header_timeout if first else
-                                         config.keepalive_timeout, first)
+            head = await self._read_head(first)
             if head is None:
                 return
             self.idle = False
@@ -144,34 +143,27 @@ class HTTPConnection:
             if not await self._call_app(environ, request, keep_alive):
                 return
 
-    async def _read_head(self, timeout: float, first: bool) -> bytes | None:
+    async def _read_head(self, first: bool) -> bytes | None:
         """The next request head, or None when the client is done or too slow."""
+        config = self.state.config
         reader = self.reader
-        try:
-            return await self._within(reader.readuntil(b"\r\n\r\n"), timeout)
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                log.debug("client closed the connection inside a request head")
-            return None
-        except asyncio.LimitOverrunError:
-            await self._refuse(HTTPError(431, "request head too large"))
-            return None
-        except TimeoutError:
-            if not _buffered(reader):
-                return None
-        # A kept-alive client began a request just before the idle timeout: give it the
-        # full header timeout to finish it.
-        if not first:
+        # An idle kept-alive connection gets the keep-alive timeout; a client that has
+        # begun a request by then gets the header timeout to finish it.
+        waits = ((config.header_timeout,) if first else
+                 (config.keepalive_timeout, config.header_timeout))
+        for timeout in waits:
             try:
-                return await self._within(reader.readuntil(b"\r\n\r\n"),
-                                          self.state.config.header_timeout)
-            except asyncio.IncompleteReadError:
+                return await self._within(reader.readuntil(b"\r\n\r\n"), timeout)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():
+                    log.debug("client closed the connection inside a request head")
                 return None
             except asyncio.LimitOverrunError:
                 await self._refuse(HTTPError(431, "request head too large"))
                 return None
             except TimeoutError:
-                pass
+                if not _buffered(reader):
+                    return None
         await self._refuse(HTTPError(408, "request head not received in time"))
         return None
 

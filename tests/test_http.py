@@ -207,6 +207,17 @@ async def test_slow_head_gets_408(start_server: StartServer) -> None:
     assert await client.closed_by_server()
 
 
+async def test_kept_alive_client_that_begins_a_head_gets_408_not_silence(
+        start_server: StartServer) -> None:
+    server = await start_server(echo, keepalive_timeout=0.2, header_timeout=0.3)
+    client = await connect(server)
+    assert (await client.request()).status == 200
+    await client.send(b"GET /slow HTTP/1.1\r\n")
+    response = await client.response()
+    assert response.status == 408
+    assert await client.closed_by_server()
+
+
 # -- response framing ---------------------------------------------------------------
 
 
