@@ -505,6 +505,8 @@ def frame_response(
     elif app_length is not None:
         framing = LENGTH
         content_length = int(app_length)
+        if known_length is not None and known_length != content_length:
+            keep_alive = False  # the body will be cut short or truncated: say so now
     elif known_length is not None:
         framing = LENGTH
         content_length = known_length

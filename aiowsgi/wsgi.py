@@ -342,6 +342,8 @@ class WSGICall:
         log.error("error in application (%s %s)", self.method,
                   self.environ.get("PATH_INFO"), exc_info=exc)
         if self.head is None:
-            return Finish(http11.error_response(500, keep_alive=self.keep_alive),
-                          self.keep_alive)
+            data = http11.error_response(500, keep_alive=self.keep_alive)
+            if self.method == "HEAD":
+                data = data[: data.index(b"\r\n\r\n") + 4]
+            return Finish(data, self.keep_alive)
         return Abort()
