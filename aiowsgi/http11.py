@@ -505,7 +505,7 @@ def frame_response(
     elif app_length is not None:
         framing = LENGTH
         content_length = int(app_length)
-        if known_length is not None and known_length != content_length:
+        if known_length is not None and known_length != content_length and send_body:
             keep_alive = False  # the body will be cut short or truncated: say so now
     elif known_length is not None:
         framing = LENGTH

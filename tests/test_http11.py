@@ -1388,3 +1388,16 @@ def test_error_response_parses_back_through_the_framing_rules() -> None:
     for name, value in fields.items():
         if name != "connection":
             check_header(name, value)
+
+
+def test_frame_known_length_differing_from_app_length_closes_except_for_head() -> None:
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "10")]
+    get = frame_response("200 OK", headers, method="GET", http11=True, keep_alive=True,
+                         known_length=5)
+    assert not get.keep_alive
+    assert b"\r\nConnection: close\r\n" in get.data
+    # a HEAD body is empty by nature while Content-Length describes the GET body
+    head = frame_response("200 OK", headers, method="HEAD", http11=True, keep_alive=True,
+                          known_length=0)
+    assert head.keep_alive
+    assert b"Connection" not in head.data
