@@ -37,7 +37,9 @@ class WorkerPool(Executor):
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._busy = 0
+        self._alive = 0
         self._shutdown = False
+        self._on_stopped: Callable[[], object] | None = None
 
     @property
     def busy(self) -> int:
@@ -75,10 +77,17 @@ class WorkerPool(Executor):
         self.run_soon(task)
         return future
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False,
+                 on_stopped: Callable[[], object] | None = None) -> None:
+        """Stop the threads once the queue is done; ``on_stopped`` is called (from the
+        last thread to exit, or at once if none is running) when all have exited."""
         with self._lock:
             self._shutdown = True
             threads = list(self._threads)
+            self._on_stopped = on_stopped
+            stopped_already = not self._alive
+        if stopped_already and on_stopped is not None:
+            on_stopped()
         if cancel_futures:
             while True:
                 try:
@@ -95,6 +104,7 @@ class WorkerPool(Executor):
         thread = threading.Thread(target=self._work, daemon=True,
                                   name=f"{self._prefix}-{len(self._threads)}")
         self._threads.append(thread)
+        self._alive += 1
         thread.start()
 
     def _work(self) -> None:
@@ -103,6 +113,11 @@ class WorkerPool(Executor):
         while True:
             fn = get()
             if fn is _STOP:
+                with lock:
+                    self._alive -= 1
+                    on_stopped = self._on_stopped if not self._alive else None
+                if on_stopped is not None:
+                    on_stopped()
                 return
             with lock:
                 self._busy += 1

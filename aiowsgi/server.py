@@ -116,10 +116,9 @@ class Server:
             if conn.idle:
                 conn.transport.close()
         pending = {conn.task for conn in state.connections if conn.task is not None}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.graceful_timeout if timeout is None else timeout)
         if pending:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + (self.config.graceful_timeout if timeout is None
-                                      else timeout)
             aborted = asyncio.ensure_future(self._abort_now.wait())
             while pending and not aborted.done() and loop.time() < deadline:
                 await asyncio.wait(pending | {aborted}, timeout=deadline - loop.time(),
@@ -135,7 +134,28 @@ class Server:
         await self._server.wait_closed()
         assert self._timeouts is not None and self._executor is not None
         self._timeouts.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(self._timeouts, return_exceptions=True)
+        await self._stop_threads(deadline)
+
+    async def _stop_threads(self, deadline: float) -> None:
+        """Let the pool's threads exit; leave behind (as daemons) only those still
+        running an application call when the graceful deadline has passed."""
+        assert self._executor is not None and self._abort_now is not None
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def on_stopped() -> None:
+            loop.call_soon_threadsafe(_resolve, stopped)
+
+        pool = self._executor
+        pool.shutdown(wait=False, cancel_futures=True, on_stopped=on_stopped)
+        if not self._abort_now.is_set():
+            try:
+                await asyncio.wait_for(asyncio.shield(stopped),
+                                       max(deadline - loop.time(), 0.0) + _THREAD_EXIT_GRACE)
+            except TimeoutError:
+                log.warning("%d application thread(s) still busy after shutdown; left running",
+                            pool.busy)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -175,11 +195,25 @@ class Server:
         """The base URL of the first listening socket, e.g. ``http://127.0.0.1:8000``."""
         return _url(*self._first())
 
+    def make_url(self, path: str = "/") -> str:
+        """An absolute URL on this server: ``make_url("/users?page=2")``."""
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        return self.url + path
+
     def _first(self) -> tuple[str, int]:
         addresses = self.addresses
         if not addresses:
             raise RuntimeError("the server is not listening; await start() first")
         return addresses[0]
+
+
+_THREAD_EXIT_GRACE = 1.0  # seconds idle threads get to notice the stop, past any deadline
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _url(host: str, port: int) -> str:

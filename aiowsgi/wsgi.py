@@ -340,7 +340,7 @@ class WSGICall:
 
     def _failure(self, exc: BaseException) -> Finish | Abort:
         log.error("error in application (%s %s)", self.method,
-                  self.environ.get("PATH_INFO"), exc_info=exc)
+                  self.environ.get("PATH_INFO"), exc_info=exc, extra={"aiowsgi_app": self.app})
         if self.head is None:
             data = http11.error_response(500, keep_alive=self.keep_alive)
             if self.method == "HEAD":

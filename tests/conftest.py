@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 from wsgiref.validate import validator
 
@@ -35,21 +35,17 @@ class StartServer(Protocol):
 
 
 @pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """``server = await start_server(app, **options)``: a live server on 127.0.0.1:0.
+def start_server(aiowsgi_server: Callable[..., Awaitable[Server]]) -> StartServer:
+    """``server = await start_server(app, **options)``: the plugin's ``aiowsgi_server``,
+    with the app wrapped in ``wsgiref.validate.validator`` unless ``validate=False``, so
+    PEP 3333 is checked on every request.
 
-    The app is wrapped in ``wsgiref.validate.validator`` unless ``validate=False``, so
-    PEP 3333 is checked on every request.  Servers are shut down at teardown.
+    Application errors are not re-raised: these tests provoke them on purpose and check
+    what the client gets.
     """
-    servers: list[Server] = []
 
     async def start(app: WSGIApp, *, validate: bool = True, **options: Any) -> Server:
-        server = Server(validator(app) if validate else app, host="127.0.0.1", port=0,
-                        **options)
-        await server.start()
-        servers.append(server)
-        return server
+        return await aiowsgi_server(validator(app) if validate else app,
+                                    raise_app_errors=False, **options)
 
-    yield start
-    for server in servers:
-        await server.shutdown(timeout=10)
+    return start

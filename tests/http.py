@@ -88,12 +88,17 @@ class RawClient:
         return await self.response(method)
 
     async def closed_by_server(self) -> bool:
-        """True when the server closed the connection (EOF, nothing more to read)."""
-        async with asyncio.timeout(TIMEOUT):
-            try:
+        """True when the server closed the connection (EOF, nothing more to read).
+
+        The client's side is closed afterwards either way.
+        """
+        try:
+            async with asyncio.timeout(TIMEOUT):
                 return await self.reader.read(1) == b""
-            except ConnectionResetError:
-                return True
+        except ConnectionResetError:
+            return True
+        finally:
+            await self.close()
 
     async def close(self) -> None:
         self.writer.close()

@@ -67,6 +67,8 @@ async def test_256_mib_to_a_slow_reader_keeps_memory_bounded(loop: str) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def stalled_stream_app(closed: threading.Event, started: threading.Event

@@ -164,6 +164,7 @@ async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
             await asyncio.wait_for(server.shutdown(), 30)
             with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
                 await asyncio.wait_for(pending, 30)
+            await client.close()
     finally:
         gate.release.set()
 

@@ -1,0 +1,182 @@
+"""Live servers for tests: a real aiowsgi server on a free port, cleanly stopped.
+
+``live_server(app)`` is for unittest and scripts; the pytest fixtures in
+:mod:`aiowsgi.pytest_plugin` are built on the same pieces.  :class:`LiveServer` runs the
+server in a background thread with its own event loop, so tests without a loop (requests,
+httpx, a browser) can use it.  :class:`AppErrors` turns an exception raised inside the
+application into an exception in the test, not only a 500 on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from .server import Server, loop_factory
+from .wsgi import WSGIApp
+
+__all__ = ["AppErrors", "LiveServer", "live_server"]
+
+_START_TIMEOUT = 30.0
+_STOP_TIMEOUT = 60.0
+
+
+class AppErrors(logging.Handler):
+    """Collects the exceptions that watched applications raised while it is installed.
+
+    aiowsgi logs every application error to ``aiowsgi.error`` with the application as
+    ``record.aiowsgi_app``; this handler keeps those of the apps it watches, so that a
+    failing view fails the test with its own traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._apps: list[WSGIApp] = []
+        self.errors: list[BaseException] = []
+        self._logger = logging.getLogger("aiowsgi.error")
+
+    def watch(self, app: WSGIApp) -> None:
+        self._apps.append(app)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        app = getattr(record, "aiowsgi_app", None)
+        if record.exc_info and record.exc_info[1] is not None and any(
+            app is watched for watched in self._apps
+        ):
+            self.errors.append(record.exc_info[1])
+
+    def install(self) -> None:
+        self._logger.addHandler(self)
+
+    def uninstall(self) -> None:
+        self._logger.removeHandler(self)
+
+    def reraise(self) -> None:
+        """Raise the first collected error (noting how many more there were)."""
+        if not self.errors:
+            return
+        first = self.errors[0]
+        others = len(self.errors) - 1
+        self.errors = []
+        if others:
+            first.add_note(f"(and {others} more application error(s) during the test)")
+        first.add_note("raised inside the application served by aiowsgi during the test; "
+                       "the client got a 500 or an aborted response")
+        raise first
+
+
+class LiveServer:
+    """An aiowsgi server running in a background thread on its own event loop.
+
+    ::
+
+        with LiveServer(app) as server:
+            requests.get(server.url + "/")
+    """
+
+    def __init__(self, app: WSGIApp, **options: Any) -> None:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
+        self.server = Server(app, **options)  # validates the options here, not in the thread
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def app(self) -> WSGIApp:
+        return self.server.app
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def make_url(self, path: str = "/") -> str:
+        return self.server.make_url(path)
+
+    def start(self) -> LiveServer:
+        """Start serving; returns when the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("live server already started")
+        self._thread = threading.Thread(target=self._run, name="aiowsgi-live-server",
+                                        daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT):
+            raise RuntimeError("the live server did not start in time")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Shut down gracefully and wait for the thread to end."""
+        thread, loop, stop = self._thread, self._loop, self._stop
+        if thread is None or not thread.is_alive():
+            return
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(_STOP_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError("the live server did not stop in time")
+
+    def _run(self) -> None:
+        factory = loop_factory(self.server.config.loop)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.server.shutdown()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def live_server(app: WSGIApp, *, raise_app_errors: bool = True,
+                **options: Any) -> Iterator[str]:
+    """Serve ``app`` on a free port for the duration of a ``with`` block; yields its URL.
+
+    An exception raised inside the app is re-raised when the block ends, unless
+    ``raise_app_errors`` is false.  ``options`` are aiowsgi options (``threads=2``, ...).
+    """
+    errors = AppErrors()
+    if raise_app_errors:
+        errors.watch(app)
+    errors.install()
+    try:
+        with LiveServer(app, **options) as server:
+            yield server.url
+    finally:
+        errors.uninstall()
+    errors.reraise()
