@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,14 +10,11 @@ import pytest_asyncio
 
 from .pytest_plugin import PYTEST_EXTRA, raise_app_errors
 from .server import Server
-from .testing import AppErrors
+from .testing import AppErrors, ClientFactory, ServerFactory
 from .wsgi import WSGIApp
 
 if TYPE_CHECKING:
     import aiohttp
-
-ServerFactory = Callable[..., Awaitable[Server]]
-
 
 @pytest_asyncio.fixture
 async def aiowsgi_server(request: pytest.FixtureRequest) -> AsyncIterator[ServerFactory]:
@@ -48,9 +45,6 @@ async def aiowsgi_server(request: pytest.FixtureRequest) -> AsyncIterator[Server
         finally:
             errors.uninstall()
     errors.reraise()
-
-
-ClientFactory = Callable[..., Awaitable["aiohttp.ClientSession"]]
 
 
 @pytest_asyncio.fixture

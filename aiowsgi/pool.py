@@ -100,6 +100,12 @@ class WorkerPool(Executor):
             for thread in threads:
                 thread.join()
 
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the threads to end (after ``shutdown``); True when all have."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in self._threads)
+
     def _start_thread(self) -> None:
         thread = threading.Thread(target=self._work, daemon=True,
                                   name=f"{self._prefix}-{len(self._threads)}")

@@ -24,12 +24,12 @@ Loading this module imports neither aiohttp nor pytest-asyncio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .testing import AppErrors, LiveServer
+from .testing import AppErrors, LiveServer, LiveServerFactory
 from .wsgi import WSGIApp
 
 PYTEST_EXTRA = "pip install 'aiowsgi[pytest]'"
@@ -76,9 +76,6 @@ def aiowsgi_app(pytestconfig: pytest.Config) -> WSGIApp:
         return load_app(spec)
     except AppLoadError as exc:
         pytest.fail(f"aiowsgi_app: {exc}", pytrace=False)
-
-
-LiveServerFactory = Callable[..., LiveServer]
 
 
 def _live_servers(default_raise: bool) -> Iterator[LiveServerFactory]:

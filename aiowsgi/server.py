@@ -156,6 +156,9 @@ class Server:
             except TimeoutError:
                 log.warning("%d application thread(s) still busy after shutdown; left running",
                             pool.busy)
+            else:
+                # Every thread has run its last line of Python: joining takes no time.
+                pool.join(_THREAD_EXIT_GRACE)
 
     async def __aenter__(self) -> Server:
         await self.start()

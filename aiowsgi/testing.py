@@ -13,14 +13,23 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .server import Server, loop_factory
 from .wsgi import WSGIApp
 
-__all__ = ["AppErrors", "LiveServer", "live_server"]
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["AppErrors", "ClientFactory", "LiveServer", "LiveServerFactory", "ServerFactory",
+           "live_server"]
+
+# The types of the factory fixtures, for annotating tests.
+ServerFactory = Callable[..., Awaitable[Server]]
+ClientFactory = Callable[..., Awaitable["aiohttp.ClientSession"]]
+LiveServerFactory = Callable[..., "LiveServer"]
 
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 60.0

@@ -12,6 +12,8 @@ import pytest
 from aiowsgi import Server
 from aiowsgi.wsgi import WSGIApp
 
+pytest_plugins = ["pytester"]
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test extra
