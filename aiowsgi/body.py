@@ -42,6 +42,10 @@ class BodyBuffer:
         self._pending = 0
         await self._loop.run_in_executor(None, self._file.write, data)
 
+    @property
+    def spooled(self) -> bool:
+        return self._file is not None
+
     async def finish(self) -> IO[bytes]:
         """The body as a readable file positioned at its start."""
         if self._file is None:

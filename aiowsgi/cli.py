@@ -23,6 +23,7 @@ from .wsgi import WSGIApp
 _GROUPS = {
     "binding": "where to listen",
     "runtime": "runtime",
+    "capacity": "capacity (past a limit the answer is 503 or 504)",
     "limits": "limits (a request past one gets a 4xx answer)",
     "timeouts": "timeouts",
 }

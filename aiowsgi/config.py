@@ -64,6 +64,26 @@ class Config:
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
                                group="runtime")
 
+    # -- capacity --------------------------------------------------------------
+    max_connections: int = _opt(10_000, "Most open client connections; past it a new "
+                                "connection gets 503 and is closed.", group="capacity",
+                                minimum=1)
+    max_queue: int = _opt(1000, "Most requests waiting for a free worker thread; past it "
+                          "the answer is 503.", group="capacity", minimum=0)
+    queue_timeout: float = _opt(30.0, "Longest wait for a free worker thread; past it the "
+                                "answer is 503.", group="capacity", unit="seconds",
+                                minimum=0.001)
+    max_body_memory: int = _opt(64 * MiB, "Request bodies held in memory by all requests "
+                                "together; past it bodies are spooled to disk.",
+                                group="capacity", unit="bytes", minimum=0)
+    request_timeout: float = _opt(0.0, "Time an application has to start its response; "
+                                  "past it the client gets 504 and the thread is "
+                                  "abandoned (0: no limit).", group="capacity",
+                                  unit="seconds", minimum=0.0)
+    max_abandoned_threads: int = _opt(8, "Threads still running abandoned requests that "
+                                      "are replaced by new ones; past it the pool "
+                                      "shrinks.", group="capacity", minimum=0)
+
     # -- limits ----------------------------------------------------------------
     max_request_line: int = _opt(8 * KiB, "Longest request line; longer gets 414.",
                                  group="limits", unit="bytes", minimum=64, maximum=1 * MiB)

@@ -9,10 +9,11 @@ this module owns the waiting: timeouts, backpressure, and closing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import io
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import http11
@@ -20,7 +21,16 @@ from .body import BodyBuffer
 from .handoff import ClientGone, Handoff
 from .http11 import HTTPError, Request
 from .pool import WorkerPool
-from .wsgi import Abort, Finish, SendFile, WSGIApp, WSGICall, base_environ, build_environ
+from .wsgi import (
+    Abort,
+    Disconnected,
+    Finish,
+    SendFile,
+    WSGIApp,
+    WSGICall,
+    base_environ,
+    build_environ,
+)
 
 if TYPE_CHECKING:
     from .config import Config
@@ -29,14 +39,18 @@ log = logging.getLogger("aiowsgi.error")
 T = TypeVar("T")
 
 _SENDFILE_PIECE = 1024 * 1024
+_RETRY_AFTER = 1  # seconds, in the Retry-After of a 503
 _LINGER_BYTES = 1024 * 1024
 _LINGER_SECONDS = 2.0
 
 
 class ServerState:
-    """What every connection of one server shares."""
+    """What every connection of one server shares, including the admission of requests
+    to the thread pool: at most ``capacity`` application calls at once, then a bounded
+    FIFO queue with a timeout."""
 
-    __slots__ = ("app", "config", "connections", "executor", "shutting_down", "tick")
+    __slots__ = ("abandoned", "active", "app", "body_memory", "config", "connections",
+                 "executor", "queued", "refused", "shutting_down", "tick", "waiters")
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool) -> None:
         self.app = app
@@ -44,9 +58,43 @@ class ServerState:
         self.executor = executor
         self.connections: set[HTTPConnection] = set()
         self.shutting_down = False
+        self.active = 0  # application calls holding a thread, abandoned ones included
+        self.abandoned = 0  # of those, calls whose client got a 504
+        self.queued = 0
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.body_memory = 0  # bytes of request bodies held in memory
+        self.refused = 0  # connections refused at the connection limit
         shortest = min(config.header_timeout, config.keepalive_timeout,
                        config.body_timeout, config.send_timeout)
         self.tick = min(1.0, max(0.01, shortest / 4))
+
+    @property
+    def capacity(self) -> int:
+        """Threads available to requests: abandoned ones are replaced, up to a cap."""
+        return self.config.threads + min(self.abandoned, self.config.max_abandoned_threads)
+
+    def release(self) -> None:
+        """An application call has ended: its thread goes to the next waiter."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.active -= 1
+
+    def abandon(self) -> None:
+        """The current call's client was given up on while its thread runs on."""
+        self.abandoned += 1
+        self.executor.max_workers = self.capacity
+        if self.abandoned > self.config.max_abandoned_threads:
+            log.warning("%d threads are running abandoned requests (more than "
+                        "max_abandoned_threads=%d): capacity is reduced", self.abandoned,
+                        self.config.max_abandoned_threads)
+
+    def abandoned_done(self) -> None:
+        self.abandoned -= 1
+        self.release()
 
     async def enforce_timeouts(self) -> None:
         """Expire the connections whose current wait has passed its deadline.
@@ -63,12 +111,28 @@ class ServerState:
                     conn.expire()
 
 
+class StreamProtocol(asyncio.StreamReaderProtocol):
+    """asyncio's stream protocol, telling its connection at once when the peer is gone."""
+
+    on_lost: Callable[[], object] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+
+class _RequestTimeout(Exception):
+    """The application did not start its response within ``request_timeout``."""
+
+
 class HTTPConnection:
-    __slots__ = ("_base", "_expired", "deadline", "idle", "loop", "reader", "state", "task",
-                 "transport", "writer")
+    __slots__ = ("_base", "_disconnected", "_expired", "_handoff", "deadline", "idle", "loop",
+                 "reader", "state", "task", "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+                 writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
         self.state = state
         self.reader = reader
         self.writer = writer
@@ -79,10 +143,13 @@ class HTTPConnection:
         self.deadline = 0.0
         self._expired = False
         self._base = _connection_environ(writer)
+        # the request whose application call is running, while one is
+        self._handoff: Handoff | None = None
+        self._disconnected: Disconnected | None = None
+        protocol.on_lost = self._on_lost
+        state.connections.add(self)
 
     async def run(self) -> None:
-        state = self.state
-        state.connections.add(self)
         try:
             await self._serve()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -94,9 +161,16 @@ class HTTPConnection:
             log.exception("unexpected error on connection")
             self.transport.abort()
         finally:
-            state.connections.discard(self)
+            self.state.connections.discard(self)
             if not self.transport.is_closing():
                 self.transport.close()
+
+    def _on_lost(self) -> None:
+        """The client is gone: tell the running application call at once."""
+        if self._disconnected is not None:
+            self._disconnected.set()
+        if self._handoff is not None:
+            self._handoff.abort(ClientGone("client disconnected"))
 
     def expire(self) -> None:
         """The current wait took too long: it raises TimeoutError."""
@@ -134,14 +208,17 @@ class HTTPConnection:
                     head, max_request_line=config.max_request_line,
                     max_header_size=config.max_header_size,
                     max_header_count=config.max_header_count)
-                body, size = await self._read_body(request)
+                body, size, in_memory = await self._read_body(request)
             except HTTPError as exc:
                 await self._refuse(exc)
                 return
-            environ = build_environ(self._base, request, body, size)
-            keep_alive = request.keep_alive and not self.state.shutting_down
-            if not await self._call_app(environ, request, keep_alive):
-                return
+            try:
+                environ = build_environ(self._base, request, body, size)
+                keep_alive = request.keep_alive and not self.state.shutting_down
+                if not await self._call_app(environ, request, keep_alive):
+                    return
+            finally:
+                self.state.body_memory -= in_memory
 
     async def _read_head(self, first: bool) -> bytes | None:
         """The next request head, or None when the client is done or too slow."""
@@ -167,24 +244,36 @@ class HTTPConnection:
         await self._refuse(HTTPError(408, "request head not received in time"))
         return None
 
-    async def _read_body(self, request: Request) -> tuple[IO[bytes], int]:
-        config = self.state.config
+    async def _read_body(self, request: Request) -> tuple[IO[bytes], int, int]:
+        """The request body, its size, and how many bytes of the server's memory budget
+        for bodies it holds (to give back when the request is done)."""
+        state = self.state
+        config = state.config
         length = request.content_length
         if not request.chunked and not length:
-            return io.BytesIO(), 0
+            return io.BytesIO(), 0, 0
         if length is not None and length > config.max_body_size:
             raise HTTPError(413, "request body too large")
         if request.expect_continue:
             self.writer.write(http11.CONTINUE)
         reader = self.reader
         timeout = config.body_timeout
-        if length is not None and length <= config.body_buffer_size:
+        room = max(0, min(config.body_buffer_size, config.max_body_memory - state.body_memory))
+        if length is not None and length <= room:
+            state.body_memory += length
             try:
                 data = await self._within(reader.readexactly(length), timeout)
             except TimeoutError:
+                state.body_memory -= length
                 raise HTTPError(408, "request body not received in time") from None
-            return io.BytesIO(data), length
-        buffer = BodyBuffer(self.loop, config.body_buffer_size)
+            except BaseException:
+                state.body_memory -= length
+                raise
+            return io.BytesIO(data), length, length
+        # Chunked, or larger than what may stay in memory: collect into a buffer that
+        # spools to disk past ``room`` bytes, reserved from the budget meanwhile.
+        state.body_memory += room
+        buffer = BodyBuffer(self.loop, room)
         try:
             if length is not None:
                 remaining = length
@@ -208,41 +297,118 @@ class HTTPConnection:
                         raise asyncio.IncompleteReadError(b"", None)
                     for piece in decoder.feed(data):
                         await buffer.write(piece)
-            return await buffer.finish(), buffer.size
-        except TimeoutError:
+            body = await buffer.finish()
+        except BaseException as exc:
+            state.body_memory -= room
             buffer.discard()
-            raise HTTPError(408, "request body not received in time") from None
-        except asyncio.LimitOverrunError:
-            buffer.discard()
-            raise HTTPError(400, "chunk line too long") from None
-        except BaseException:
-            buffer.discard()
+            if isinstance(exc, TimeoutError):
+                raise HTTPError(408, "request body not received in time") from None
+            if isinstance(exc, asyncio.LimitOverrunError):
+                raise HTTPError(400, "chunk line too long") from None
             raise
+        held = 0 if buffer.spooled else buffer.size
+        state.body_memory -= room - held
+        return body, buffer.size, held
 
     async def _call_app(self, environ: dict[str, Any], request: Request,
                         keep_alive: bool) -> bool:
         """Run the application and write its response; True to keep the connection."""
         state = self.state
-        handoff = Handoff(self.loop, state.config.send_buffer_size)
-        call = WSGICall(state.app, environ, request, handoff, keep_alive=keep_alive,
-                        server_header=state.config.server_header)
+        config = state.config
+        if state.active < state.capacity and not state.waiters:
+            state.active += 1
+        elif not await self._wait_for_thread():
+            environ["wsgi.input"].close()
+            return False
+        handoff = Handoff(self.loop, config.send_buffer_size)
+        disconnected = environ["aiowsgi.disconnected"]
+        call = WSGICall(state.app, environ, request, handoff, state, keep_alive=keep_alive,
+                        server_header=config.server_header)
         try:
             state.executor.run_soon(call.run)
-        except RuntimeError:  # the executor is shutting down
+        except RuntimeError:  # the pool is shutting down
+            state.release()
             environ["wsgi.input"].close()
-            self.writer.write(http11.error_response(503, "server is shutting down"))
+            self.transport.write(http11.error_response(503, "server is shutting down"))
             return False
+        self._handoff, self._disconnected = handoff, disconnected
         try:
-            return await self._write_response(handoff)
+            keep_alive = await self._write_response(handoff)
+        except _RequestTimeout:
+            log.error("%s %s: no response after request_timeout=%ss; answered 504, the "
+                      "application thread is abandoned", request.method, request.path,
+                      config.request_timeout)
+            self._give_up(handoff, disconnected, ClientGone("request timeout"), abandon=True)
+            self.transport.write(http11.error_response(504, "the application took too long"))
+            return False
         except BaseException as exc:
-            handoff.abort(ClientGone(str(exc) or type(exc).__name__))
+            self._give_up(handoff, disconnected, ClientGone(str(exc) or type(exc).__name__))
             raise
+        finally:
+            self._handoff = self._disconnected = None
+        state.release()
+        return keep_alive
+
+    def _give_up(self, handoff: Handoff, disconnected: Disconnected, error: ClientGone,
+                 *, abandon: bool = False) -> None:
+        """Stop following an application call that is still running: its next write
+        raises, and its thread is released (to the next request) once it has finished."""
+        state = self.state
+        disconnected.set()
+        handoff.abort(error)
+        if abandon:
+            state.abandon()
+            if handoff.detach(state.abandoned_done):
+                state.abandoned_done()
+        elif handoff.detach(state.release):
+            state.release()
+
+    async def _wait_for_thread(self) -> bool:
+        """Wait in the bounded queue for a thread; False (503 sent) when it is full or the
+        wait times out."""
+        state = self.state
+        config = state.config
+        if state.queued >= config.max_queue:
+            log.warning("%d requests already wait for a thread: answered 503", state.queued)
+            self.transport.write(http11.error_response(
+                503, "too many requests waiting", retry_after=_RETRY_AFTER))
+            return False
+        waiters = state.waiters
+        if len(waiters) > 2 * config.max_queue + 16:  # drop the entries of timed-out waits
+            state.waiters = waiters = collections.deque(w for w in waiters if not w.done())
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        waiters.append(waiter)
+        state.queued += 1
+        try:
+            await self._within(waiter, config.queue_timeout)
+            return True
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                state.release()  # admitted just as the wait ended: pass the thread on
+            else:
+                waiter.cancel()
+            if not isinstance(exc, TimeoutError):
+                raise
+            log.warning("no thread became free within queue_timeout=%ss: answered 503",
+                        config.queue_timeout)
+            self.transport.write(http11.error_response(
+                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
+            return False
+        finally:
+            state.queued -= 1
 
     async def _write_response(self, handoff: Handoff) -> bool:
         transport = self.transport
         write = transport.write
-        while True:
+        timeout = self.state.config.request_timeout
+        if timeout:
+            try:
+                items = await self._within(handoff.take(), timeout)
+            except TimeoutError:
+                raise _RequestTimeout from None
+        else:
             items = await handoff.take()
+        while True:
             written = 0
             for item in items:
                 if type(item) is bytes:
@@ -266,6 +432,7 @@ class HTTPConnection:
             if written:
                 await self._drain()
                 handoff.release(written)
+            items = await handoff.take()
 
     async def _drain(self) -> None:
         """Wait until the transport has taken what it buffered, up to the send timeout."""

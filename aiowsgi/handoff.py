@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 
@@ -25,16 +26,8 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 class Handoff:
-    __slots__ = (
-        "_credit",
-        "_error",
-        "_items",
-        "_limit",
-        "_lock",
-        "_loop",
-        "_outstanding",
-        "_waiter",
-    )
+    __slots__ = ("_credit", "_error", "_items", "_limit", "_lock", "_loop", "_on_done",
+                 "_outstanding", "_thread_done", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
@@ -45,6 +38,8 @@ class Handoff:
         self._waiter: asyncio.Future[None] | None = None
         self._outstanding = 0
         self._error: BaseException | None = None
+        self._thread_done = False
+        self._on_done: Callable[[], object] | None = None
 
     # -- the application thread's side ------------------------------------------------
 
@@ -73,6 +68,14 @@ class Handoff:
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
+    def thread_done(self) -> None:
+        """The application thread has finished with this request (its last call)."""
+        with self._lock:
+            self._thread_done = True
+            on_done = self._on_done
+        if on_done is not None:
+            self._loop.call_soon_threadsafe(on_done)
+
     # -- the loop's side --------------------------------------------------------------
 
     async def take(self) -> list[Any]:
@@ -82,6 +85,8 @@ class Handoff:
             if items:
                 self._items = []
                 return items
+            if self._error is not None:
+                raise self._error
             waiter = self._waiter = self._loop.create_future()
         await waiter
         with self._lock:
@@ -96,9 +101,22 @@ class Handoff:
                 self._credit.notify()
 
     def abort(self, error: BaseException) -> None:
-        """The response will not be delivered: the thread's next ``put`` raises ``error``."""
+        """The response will not be delivered: the thread's next ``put`` raises ``error``,
+        and so does a pending ``take``.  Called on the loop."""
         with self._lock:
             if self._error is None:
                 self._error = error
             if self._credit is not None:
                 self._credit.notify_all()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    def detach(self, on_done: Callable[[], object]) -> bool:
+        """The loop stops following this request.  Returns True when the thread has
+        already finished; otherwise ``on_done`` runs on the loop once it has."""
+        with self._lock:
+            if self._thread_done:
+                return True
+            self._on_done = on_done
+            return False

@@ -533,18 +533,21 @@ _REASONS: Final = {
     400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
     414: "URI Too Long", 417: "Expectation Failed", 431: "Request Header Fields Too Large",
     500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
 
 
-def error_response(status: int, message: str = "", *, keep_alive: bool = False) -> bytes:
+def error_response(status: int, message: str = "", *, keep_alive: bool = False,
+                   retry_after: int | None = None) -> bytes:
     """A complete plain-text error response; closes the connection unless told otherwise."""
     reason = _REASONS.get(status, "Error")
     text = f"{status} {reason}\n{message}\n" if message else f"{status} {reason}\n"
     body = text.encode("utf-8", "replace")
-    close = "" if keep_alive else "Connection: close\r\n"
+    extra = "" if keep_alive else "Connection: close\r\n"
+    if retry_after is not None:
+        extra += f"Retry-After: {retry_after}\r\n"
     return (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\nServer: aiowsgi\r\n"
-        f"{close}\r\n"
+        f"{extra}\r\n"
     ).encode("latin-1") + body

@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import Any
 
 from .config import Config, ConfigError
-from .connection import HTTPConnection, ServerState
+from .connection import HTTPConnection, ServerState, StreamProtocol
+from .http11 import error_response
 from .pool import WorkerPool
 from .wsgi import WSGIApp
 
@@ -64,22 +65,62 @@ class Server:
         self._executor = WorkerPool(config.threads, thread_name_prefix="aiowsgi")
         state = self._state = ServerState(self.app, config, self._executor)
 
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        # asyncio's head read stops at `limit` bytes before the CRLF CRLF terminator
+        limit = config.max_header_size - 4
+
+        def new_protocol() -> StreamProtocol:
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            protocol = StreamProtocol(reader, lambda r, w: accept(r, w, protocol), loop=loop)
+            return protocol
+
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   protocol: StreamProtocol) -> None:
+            if len(state.connections) >= config.max_connections:
+                self._refuse_connection(writer)
+                return
             # The connection owns its task: StreamReaderProtocol would otherwise wrap the
             # coroutine itself and, on Python 3.11, log a cancelled one as an error.
-            conn = HTTPConnection(state, reader, writer)
-            conn.task = asyncio.get_running_loop().create_task(conn.run())
+            conn = HTTPConnection(state, reader, writer, protocol)
+            conn.task = loop.create_task(conn.run())
 
         try:
-            self._server = await asyncio.start_server(
-                accept, config.host, config.port, backlog=config.backlog,
-                limit=config.max_header_size, reuse_address=True)
+            self._server = await loop.create_server(
+                new_protocol, config.host, config.port, backlog=config.backlog,
+                reuse_address=True)
         except OSError as exc:
             self._executor.shutdown(wait=False)
             raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
                                      f"{exc.strerror}") from exc
         self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
         log.debug("listening on %s", ", ".join(self.urls))
+
+    def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
+        """Past ``max_connections``: a 503 and the door, without reading anything."""
+        assert self._state is not None
+        state = self._state
+        state.refused += 1
+        if state.refused == 1 or state.refused % 1000 == 0:
+            log.warning("max_connections=%d reached: new connections get 503 (%d so far)",
+                        self.config.max_connections, state.refused)
+        writer.write(error_response(503, "too many connections", retry_after=1))
+        writer.close()
+
+    def stats(self) -> dict[str, int]:
+        """Live counters, for monitoring and tests."""
+        state, pool = self._state, self._executor
+        if state is None or pool is None:
+            return {}
+        return {
+            "connections": len(state.connections),
+            "requests_running": state.active,
+            "requests_queued": state.queued,
+            "threads": pool.threads,
+            "threads_busy": pool.busy,
+            "threads_abandoned": state.abandoned,
+            "body_memory": state.body_memory,
+            "connections_refused": state.refused,
+        }
 
     async def serve_forever(self) -> None:
         """Serve until :meth:`shutdown` is called (or the calling task is cancelled)."""

@@ -14,10 +14,11 @@ import logging
 import os
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from . import http11
 from .handoff import ClientGone, Handoff
@@ -27,6 +28,56 @@ log = logging.getLogger("aiowsgi.error")
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Disconnected(threading.Event):
+    """``environ["aiowsgi.disconnected"]``: set when the response can no longer reach the
+    client (it went away, stopped reading, or the request outlived its deadline).
+
+    A ``threading.Event`` (``is_set()``, ``wait(timeout)``) whose lock and condition are
+    only made when a thread first waits on it, so that the many requests that never ask
+    cost nothing.
+    """
+
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:  # no super().__init__: made lazily in _event()
+        self._flag = False
+        self._real: threading.Event | None = None
+
+    def _event(self) -> threading.Event:
+        with self._guard:
+            if self._real is None:
+                self._real = threading.Event()
+                if self._flag:
+                    self._real.set()
+            return self._real
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    isSet = is_set
+
+    def set(self) -> None:
+        with self._guard:
+            self._flag = True
+            real = self._real
+        if real is not None:
+            real.set()
+
+    def clear(self) -> None:
+        raise RuntimeError("a disconnection cannot be undone")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        return self._event().wait(timeout)
+
+
+class ServerFlags(Protocol):
+    """What a call needs to know of its server while it runs."""
+
+    shutting_down: bool
 
 
 @dataclass(slots=True)
@@ -133,6 +184,7 @@ def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
     environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http11 else "HTTP/1.0"
     environ["REQUEST_URI"] = environ["RAW_URI"] = request.target
     environ["wsgi.input"] = body
+    environ["aiowsgi.disconnected"] = Disconnected()
     for name, value in request.headers:
         if "_" in name:
             # X_Forwarded_For would alias X-Forwarded-For in the environ: drop it.
@@ -167,13 +219,16 @@ class WSGICall:
         "keep_alive",
         "method",
         "remaining",
+        "server",
         "server_header",
         "status",
     )
 
     def __init__(self, app: WSGIApp, environ: dict[str, Any], request: Request,
-                 handoff: Handoff, *, keep_alive: bool, server_header: bool = True) -> None:
+                 handoff: Handoff, server: ServerFlags, *, keep_alive: bool,
+                 server_header: bool = True) -> None:
         self.app = app
+        self.server = server
         self.environ = environ
         self.handoff = handoff
         self.method = request.method
@@ -237,6 +292,7 @@ class WSGICall:
             except ClientGone:
                 if type(final) is SendFile:
                     final.close()
+        self.handoff.thread_done()
 
     def _respond(self) -> Finish | Abort | SendFile:
         result = self.app(self.environ, self.start_response)
@@ -264,7 +320,8 @@ class WSGICall:
             raise AssertionError("application returned without calling start_response()")
         head = self.head = frame_response(
             self.status, self.headers, method=self.method, http11=self.http11,
-            keep_alive=self.keep_alive, known_length=known_length,
+            keep_alive=self.keep_alive and not self.server.shutting_down,
+            known_length=known_length,
             server_header=self.server_header,
         )
         self.remaining = head.content_length or 0
