@@ -112,9 +112,16 @@ class ServerState:
 
 
 class StreamProtocol(asyncio.StreamReaderProtocol):
-    """asyncio's stream protocol, telling its connection at once when the peer is gone."""
+    """asyncio's stream protocol, telling its connection at once when the peer closed
+    its side (EOF) or is gone."""
 
+    on_eof: Callable[[], object] | None = None
     on_lost: Callable[[], object] | None = None
+
+    def eof_received(self) -> bool:
+        if self.on_eof is not None:
+            self.on_eof()
+        return bool(super().eof_received())
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -146,7 +153,7 @@ class HTTPConnection:
         # the request whose application call is running, while one is
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
-        protocol.on_lost = self._on_lost
+        protocol.on_lost = protocol.on_eof = self._on_lost
         state.connections.add(self)
 
     async def run(self) -> None:
@@ -166,7 +173,8 @@ class HTTPConnection:
                 self.transport.close()
 
     def _on_lost(self) -> None:
-        """The client is gone: tell the running application call at once."""
+        """The client is gone, or closed its side while its request runs (which, as with
+        nginx, counts as giving up): tell the running application call at once."""
         if self._disconnected is not None:
             self._disconnected.set()
         if self._handoff is not None:
