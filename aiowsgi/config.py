@@ -63,11 +63,13 @@ class Config:
     log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime")
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
                                group="runtime")
+    expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
+                                   "500 response (for development only).", group="runtime")
 
     # -- capacity --------------------------------------------------------------
-    max_connections: int = _opt(10_000, "Most open client connections; past it a new "
-                                "connection gets 503 and is closed.", group="capacity",
-                                minimum=1)
+    max_connections: int = _opt(25_000, "Most open client connections (lowered to what the "
+                                "open-files limit allows); past it a new connection gets "
+                                "503 and is closed.", group="capacity", minimum=1)
     max_queue: int = _opt(1000, "Most requests waiting for a free worker thread; past it "
                           "the answer is 503.", group="capacity", minimum=0)
     queue_timeout: float = _opt(30.0, "Longest wait for a free worker thread; past it the "
@@ -100,6 +102,9 @@ class Config:
     max_chunk_line: int = _opt(4 * KiB, "Longest chunk-size line of a chunked body, "
                                "extensions included.", group="limits", unit="bytes",
                                minimum=32, maximum=1 * MiB)
+    max_chunk_extensions: int = _opt(16 * KiB, "Total bytes of chunk extensions in one "
+                                     "chunked body.", group="limits", unit="bytes",
+                                     minimum=0, maximum=16 * MiB)
     max_trailer_size: int = _opt(16 * KiB, "Largest trailer section of a chunked body.",
                                  group="limits", unit="bytes", minimum=0, maximum=16 * MiB)
     send_buffer_size: int = _opt(512 * KiB, "Response bytes an application thread may hand "

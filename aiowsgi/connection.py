@@ -50,12 +50,15 @@ class ServerState:
     FIFO queue with a timeout."""
 
     __slots__ = ("abandoned", "active", "app", "body_memory", "config", "connections",
-                 "executor", "queued", "refused", "shutting_down", "tick", "waiters")
+                 "executor", "io", "max_connections", "queued", "refused", "shutting_down",
+                 "tick", "waiters")
 
-    def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool) -> None:
+    def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
+                 io: WorkerPool) -> None:
         self.app = app
         self.config = config
-        self.executor = executor
+        self.executor = executor  # runs the application
+        self.io = io  # file I/O for request bodies and the sendfile fallback
         self.connections: set[HTTPConnection] = set()
         self.shutting_down = False
         self.active = 0  # application calls holding a thread, abandoned ones included
@@ -64,6 +67,7 @@ class ServerState:
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
+        self.max_connections = config.max_connections  # lowered to fit the open-files limit
         shortest = min(config.header_timeout, config.keepalive_timeout,
                        config.body_timeout, config.send_timeout)
         self.tick = min(1.0, max(0.01, shortest / 4))
@@ -135,8 +139,8 @@ class _RequestTimeout(Exception):
 
 
 class HTTPConnection:
-    __slots__ = ("_base", "_disconnected", "_expired", "_handoff", "deadline", "idle", "loop",
-                 "reader", "state", "task", "transport", "writer")
+    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_waiter",
+                 "deadline", "idle", "loop", "reader", "state", "task", "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
@@ -153,7 +157,10 @@ class HTTPConnection:
         # the request whose application call is running, while one is
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
-        protocol.on_lost = protocol.on_eof = self._on_lost
+        self._waiter: asyncio.Future[None] | None = None  # while waiting for a thread
+        self._eof = self._lost = False
+        protocol.on_lost = self._on_lost
+        protocol.on_eof = self._on_eof
         state.connections.add(self)
 
     async def run(self) -> None:
@@ -172,9 +179,19 @@ class HTTPConnection:
             if not self.transport.is_closing():
                 self.transport.close()
 
+    def _on_eof(self) -> None:
+        """The client closed its sending side.  It may still read (a half-close), so the
+        response goes on; the application is told, and may stop early."""
+        self._eof = True
+        if self._disconnected is not None:
+            self._disconnected.set()
+
     def _on_lost(self) -> None:
-        """The client is gone, or closed its side while its request runs (which, as with
-        nginx, counts as giving up): tell the running application call at once."""
+        """The client is gone: a request waiting for a thread leaves the queue, a running
+        application call is told at once and its next write raises."""
+        self._lost = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ClientGone("client disconnected"))
         if self._disconnected is not None:
             self._disconnected.set()
         if self._handoff is not None:
@@ -227,6 +244,8 @@ class HTTPConnection:
                     return
             finally:
                 self.state.body_memory -= in_memory
+            # nothing of this request stays referenced while the connection idles
+            del head, request, body, environ
 
     async def _read_head(self, first: bool) -> bytes | None:
         """The next request head, or None when the client is done or too slow."""
@@ -281,7 +300,7 @@ class HTTPConnection:
         # Chunked, or larger than what may stay in memory: collect into a buffer that
         # spools to disk past ``room`` bytes, reserved from the budget meanwhile.
         state.body_memory += room
-        buffer = BodyBuffer(self.loop, room)
+        buffer = BodyBuffer(self.loop, state.io, room)
         try:
             if length is not None:
                 remaining = length
@@ -295,7 +314,8 @@ class HTTPConnection:
                 decoder = http11.ChunkedDecoder(
                     max_chunk_line=config.max_chunk_line,
                     max_trailer_size=config.max_trailer_size,
-                    max_body_size=config.max_body_size)
+                    max_body_size=config.max_body_size,
+                    max_chunk_extensions=config.max_chunk_extensions)
                 while not decoder.done:
                     wanted = decoder.bytes_wanted
                     data = await self._within(
@@ -328,10 +348,17 @@ class HTTPConnection:
         elif not await self._wait_for_thread():
             environ["wsgi.input"].close()
             return False
+        if self._lost:  # gone while its body was read or while it waited: nobody to answer
+            state.release()
+            environ["wsgi.input"].close()
+            return False
         handoff = Handoff(self.loop, config.send_buffer_size)
         disconnected = environ["aiowsgi.disconnected"]
+        if self._eof:
+            disconnected.set()
         call = WSGICall(state.app, environ, request, handoff, state, keep_alive=keep_alive,
-                        server_header=config.server_header)
+                        server_header=config.server_header,
+                        expose_tracebacks=config.expose_tracebacks)
         try:
             state.executor.run_soon(call.run)
         except RuntimeError:  # the pool is shutting down
@@ -387,14 +414,15 @@ class HTTPConnection:
         waiter: asyncio.Future[None] = self.loop.create_future()
         waiters.append(waiter)
         state.queued += 1
+        self._waiter = waiter
         try:
             await self._within(waiter, config.queue_timeout)
             return True
         except BaseException as exc:
-            if waiter.done() and not waiter.cancelled():
-                state.release()  # admitted just as the wait ended: pass the thread on
-            else:
+            if not waiter.done():
                 waiter.cancel()
+            elif not waiter.cancelled() and waiter.exception() is None:
+                state.release()  # admitted just as the wait ended: pass the thread on
             if not isinstance(exc, TimeoutError):
                 raise
             log.warning("no thread became free within queue_timeout=%ss: answered 503",
@@ -404,6 +432,7 @@ class HTTPConnection:
             return False
         finally:
             state.queued -= 1
+            self._waiter = None
 
     async def _write_response(self, handoff: Handoff) -> bool:
         transport = self.transport
@@ -498,7 +527,8 @@ class HTTPConnection:
                     self.transport.abort()
                     raise ClientGone("send timeout") from None
             if not native:
-                data = await self.loop.run_in_executor(None, _pread, file, piece, offset + sent)
+                data = await self.loop.run_in_executor(self.state.io, _pread, file, piece,
+                                                       offset + sent)
                 if data:
                     self.transport.write(data)
                     await self._drain()

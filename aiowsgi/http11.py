@@ -76,6 +76,8 @@ class Request:
     content_length: int | None
     chunked: bool
     expect_continue: bool
+    # the host[:port] of an absolute-form target, which replaces Host (RFC 9112 §3.2.2)
+    authority: str | None = None
 
     @property
     def version(self) -> str:
@@ -174,7 +176,7 @@ def parse_head(
     else:
         keep_alive = "keep-alive" in connection and "close" not in connection
 
-    path, query = _split_target(method, target)
+    path, query, authority = _split_target(method, target)
     return Request(
         method=method,
         target=target,
@@ -186,6 +188,7 @@ def parse_head(
         content_length=content_length,
         chunked=chunked,
         expect_continue=expect_continue and (chunked or bool(content_length)),
+        authority=authority,
     )
 
 
@@ -227,15 +230,17 @@ def _content_length(value: str, previous: int | None) -> int:
     return length
 
 
-def _split_target(method: str, target: str) -> tuple[str, str]:
+def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
+    """Path, query, and the authority of an absolute-form target (None otherwise)."""
     if "#" in target:
         raise HTTPError(400, "fragment in request target")
+    authority: str | None = None
     if target[0] == "/":
         path, _, query = target.partition("?")
     elif target == "*":
         if method != "OPTIONS":
             raise HTTPError(400, "asterisk-form target outside OPTIONS")
-        return "*", ""
+        return "*", "", None
     else:
         scheme, sep, rest = target.partition("://")
         if not sep or scheme.lower() not in ("http", "https"):
@@ -248,13 +253,17 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
         authority, remainder = rest[:end], rest[end:]
         if authority[:1] in ("", ":"):
             raise HTTPError(400, "empty host in absolute-form target")
+        if "@" in authority:
+            raise HTTPError(400, "userinfo in absolute-form target")
+        if _HOST.fullmatch(authority) is None:
+            raise HTTPError(400, "invalid host in absolute-form target")
         if remainder.startswith("/"):
             path, _, query = remainder.partition("?")
         else:
             path, query = "/", remainder[1:] if remainder.startswith("?") else ""
     if "%" in path:
         path = _unquote(path)
-    return path, query
+    return path, query, authority
 
 
 def _unquote(path: str) -> str:
@@ -277,20 +286,13 @@ class ChunkedDecoder:
     after the end are kept in ``unused``.
     """
 
-    __slots__ = (
-        "_buf",
-        "_max_body",
-        "_max_line",
-        "_max_trailer",
-        "_remaining",
-        "_state",
-        "_total",
-        "_trailer_bytes",
-        "unused",
-    )
+    __slots__ = ("_buf", "_ext_bytes", "_max_body", "_max_ext", "_max_line", "_max_trailer",
+                 "_remaining", "_state", "_total", "_trailer_bytes", "unused")
 
     def __init__(self, *, max_chunk_line: int = 4096, max_trailer_size: int = 16384,
-                 max_body_size: int = 1 << 30) -> None:
+                 max_body_size: int = 1 << 30, max_chunk_extensions: int = 16384) -> None:
+        self._ext_bytes = 0
+        self._max_ext = max_chunk_extensions
         self._state = _SIZE
         self._buf = b""
         self._remaining = 0
@@ -369,6 +371,10 @@ class ChunkedDecoder:
         if m is None:
             raise HTTPError(400, "invalid chunk size line")
         size = int(m.group(1), 16)
+        if m.group(2):
+            self._ext_bytes += len(m.group(2))
+            if self._ext_bytes > self._max_ext:
+                raise HTTPError(400, "too many chunk extension bytes")
         self._total += size
         if self._total > self._max_body:
             raise HTTPError(413, "request body too large")

@@ -27,7 +27,8 @@ log = logging.getLogger("aiowsgi.error")
 
 
 class WorkerPool(Executor):
-    def __init__(self, max_workers: int, thread_name_prefix: str = "aiowsgi") -> None:
+    def __init__(self, max_workers: int, thread_name_prefix: str = "aiowsgi", *,
+                 prestart: bool = False) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
@@ -40,6 +41,11 @@ class WorkerPool(Executor):
         self._alive = 0
         self._shutdown = False
         self._on_stopped: Callable[[], object] | None = None
+        if prestart:
+            with self._lock:
+                for _ in range(max_workers):
+                    self._start_thread()
+                    self._idle += 1
 
     @property
     def busy(self) -> int:

@@ -48,6 +48,7 @@ class Server:
         self._server: asyncio.Server | None = None
         self._state: ServerState | None = None
         self._executor: WorkerPool | None = None
+        self._io: WorkerPool | None = None
         self._timeouts: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self._abort_now: asyncio.Event | None = None
@@ -62,8 +63,9 @@ class Server:
         config = self.config
         self._stopping = asyncio.Event()
         self._abort_now = asyncio.Event()
-        self._executor = WorkerPool(config.threads, thread_name_prefix="aiowsgi")
-        state = self._state = ServerState(self.app, config, self._executor)
+        self._executor = WorkerPool(config.threads, "aiowsgi", prestart=True)
+        self._io = WorkerPool(1, "aiowsgi-io", prestart=True)
+        state = self._state = ServerState(self.app, config, self._executor, self._io)
 
         loop = asyncio.get_running_loop()
         # asyncio's head read stops at `limit` bytes before the CRLF CRLF terminator
@@ -76,7 +78,7 @@ class Server:
 
         def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                    protocol: StreamProtocol) -> None:
-            if len(state.connections) >= config.max_connections:
+            if len(state.connections) >= state.max_connections:
                 self._refuse_connection(writer)
                 return
             # The connection owns its task: StreamReaderProtocol would otherwise wrap the
@@ -90,8 +92,10 @@ class Server:
                 reuse_address=True)
         except OSError as exc:
             self._executor.shutdown(wait=False)
+            self._io.shutdown(wait=False)
             raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
                                      f"{exc.strerror}") from exc
+        state.max_connections = _connections_allowed(config.max_connections)
         self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
         log.debug("listening on %s", ", ".join(self.urls))
 
@@ -102,7 +106,7 @@ class Server:
         state.refused += 1
         if state.refused == 1 or state.refused % 1000 == 0:
             log.warning("max_connections=%d reached: new connections get 503 (%d so far)",
-                        self.config.max_connections, state.refused)
+                        state.max_connections, state.refused)
         writer.write(error_response(503, "too many connections", retry_after=1))
         writer.close()
 
@@ -188,6 +192,8 @@ class Server:
         def on_stopped() -> None:
             loop.call_soon_threadsafe(_resolve, stopped)
 
+        assert self._io is not None
+        self._io.shutdown(wait=False)
         pool = self._executor
         pool.shutdown(wait=False, cancel_futures=True, on_stopped=on_stopped)
         if not self._abort_now.is_set():
@@ -200,6 +206,7 @@ class Server:
             else:
                 # Every thread has run its last line of Python: joining takes no time.
                 pool.join(_THREAD_EXIT_GRACE)
+        self._io.join(_THREAD_EXIT_GRACE)  # its last write was awaited: it is idle
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -250,6 +257,39 @@ class Server:
         if not addresses:
             raise RuntimeError("the server is not listening; await start() first")
         return addresses[0]
+
+
+_DEFAULT_MAX_CONNECTIONS = Config().max_connections
+_FD_RESERVE = 64  # descriptors kept for listening sockets, spooled bodies, files sent
+
+
+def _connections_allowed(wanted: int) -> int:
+    """``wanted``, or fewer if the open-files limit cannot be raised far enough.
+
+    Running out of descriptors makes ``accept()`` fail in a loop; a connection limit that
+    fits answers 503 instead.  The soft limit is raised towards the hard one if needed.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + _FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+        if soft < needed:
+            allowed = max(1, soft - _FD_RESERVE)
+            # only worth a warning when the operator asked for more than the default
+            level = logging.DEBUG if wanted == _DEFAULT_MAX_CONNECTIONS else logging.WARNING
+            log.log(level, "the open-files limit (%d) allows %d connections, fewer than "
+                    "max_connections=%d", soft, allowed, wanted)
+            return allowed
+    return wanted
 
 
 _THREAD_EXIT_GRACE = 1.0  # seconds idle threads get to notice the stop, past any deadline

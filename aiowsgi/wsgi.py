@@ -15,6 +15,7 @@ import os
 import stat
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -197,6 +198,10 @@ def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
         # The body was decoded before the app runs, so its length is known; frameworks
         # that trust only CONTENT_LENGTH (Django) can then read it.
         environ["CONTENT_LENGTH"] = str(body_size)
+    elif request.content_length is not None and "," in environ["CONTENT_LENGTH"]:
+        environ["CONTENT_LENGTH"] = str(request.content_length)  # "5, 5" -> "5"
+    if request.authority is not None:
+        environ["HTTP_HOST"] = request.authority
     return environ
 
 
@@ -212,6 +217,7 @@ class WSGICall:
         "_held",
         "app",
         "environ",
+        "expose_tracebacks",
         "handoff",
         "head",
         "headers",
@@ -226,8 +232,9 @@ class WSGICall:
 
     def __init__(self, app: WSGIApp, environ: dict[str, Any], request: Request,
                  handoff: Handoff, server: ServerFlags, *, keep_alive: bool,
-                 server_header: bool = True) -> None:
+                 server_header: bool = True, expose_tracebacks: bool = False) -> None:
         self.app = app
+        self.expose_tracebacks = expose_tracebacks
         self.server = server
         self.environ = environ
         self.handoff = handoff
@@ -399,7 +406,8 @@ class WSGICall:
         log.error("error in application (%s %s)", self.method,
                   self.environ.get("PATH_INFO"), exc_info=exc, extra={"aiowsgi_app": self.app})
         if self.head is None:
-            data = http11.error_response(500, keep_alive=self.keep_alive)
+            detail = "".join(traceback.format_exception(exc)) if self.expose_tracebacks else ""
+            data = http11.error_response(500, detail, keep_alive=self.keep_alive)
             if self.method == "HEAD":
                 data = data[: data.index(b"\r\n\r\n") + 4]
             return Finish(data, self.keep_alive)
