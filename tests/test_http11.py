@@ -1401,3 +1401,15 @@ def test_frame_known_length_differing_from_app_length_closes_except_for_head() -
                           known_length=0)
     assert head.keep_alive
     assert b"Connection" not in head.data
+
+
+def test_chunk_extension_budget_exactly_and_one_past() -> None:
+    ext = b";" + b"e" * 9  # 10 bytes of extension per chunk
+    body = b"".join(b"1" + ext + b"\r\nx\r\n" for _ in range(10)) + b"0\r\n\r\n"
+    decoder = ChunkedDecoder(max_chunk_extensions=100)
+    assert b"".join(decoder.feed(body)) == b"x" * 10
+    assert decoder.done
+    decoder = ChunkedDecoder(max_chunk_extensions=99)
+    with pytest.raises(HTTPError) as info:
+        decoder.feed(body)
+    assert info.value.status == 400
