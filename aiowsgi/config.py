@@ -82,9 +82,9 @@ class Config:
                                   "past it the client gets 504 and the thread is "
                                   "abandoned (0: no limit).", group="capacity",
                                   unit="seconds", minimum=0.0)
-    max_abandoned_threads: int = _opt(8, "Threads still running abandoned requests that "
-                                      "are replaced by new ones; past it the pool "
-                                      "shrinks.", group="capacity", minimum=0)
+    max_abandoned_threads: int = _opt(8, "Threads stuck in abandoned requests that get a "
+                                      "replacement thread; past it capacity shrinks.",
+                                      group="capacity", minimum=0)
 
     # -- limits ----------------------------------------------------------------
     max_request_line: int = _opt(8 * KiB, "Longest request line; longer gets 414.",
