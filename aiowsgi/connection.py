@@ -9,7 +9,6 @@ this module owns the waiting: timeouts, backpressure, and closing.
 from __future__ import annotations
 
 import asyncio
-import collections
 import io
 import logging
 import os
@@ -46,12 +45,11 @@ _LINGER_SECONDS = 2.0
 
 class ServerState:
     """What every connection of one server shares, including the admission of requests
-    to the thread pool: at most ``capacity`` application calls at once, then a bounded
-    FIFO queue with a timeout."""
+    to the thread pool: ``capacity`` threads run application calls, and at most
+    ``max_queue`` more wait in the pool's FIFO queue."""
 
     __slots__ = ("abandoned", "active", "app", "body_memory", "config", "connections",
-                 "executor", "io", "max_connections", "queued", "refused", "shutting_down",
-                 "tick", "waiters")
+                 "executor", "io", "max_connections", "refused", "shutting_down", "tick")
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
@@ -61,10 +59,9 @@ class ServerState:
         self.io = io  # file I/O for request bodies and the sendfile fallback
         self.connections: set[HTTPConnection] = set()
         self.shutting_down = False
-        self.active = 0  # application calls holding a thread, abandoned ones included
+        self.active = 0  # application calls handed to the pool and not finished, queued
+        # ones and abandoned ones included
         self.abandoned = 0  # of those, calls whose client got a 504
-        self.queued = 0
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
@@ -78,13 +75,7 @@ class ServerState:
         return self.config.threads + min(self.abandoned, self.config.max_abandoned_threads)
 
     def release(self) -> None:
-        """An application call has ended: its thread goes to the next waiter."""
-        waiters = self.waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        """An application call has ended (or was dropped from the queue)."""
         self.active -= 1
 
     def abandon(self) -> None:
@@ -138,9 +129,13 @@ class _RequestTimeout(Exception):
     """The application did not start its response within ``request_timeout``."""
 
 
+class _QueueTimeout(Exception):
+    """No thread took the request up within ``queue_timeout``."""
+
+
 class HTTPConnection:
-    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_waiter",
-                 "deadline", "idle", "loop", "reader", "state", "task", "transport", "writer")
+    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "deadline",
+                 "idle", "loop", "reader", "state", "task", "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
@@ -157,7 +152,6 @@ class HTTPConnection:
         # the request whose application call is running, while one is
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
-        self._waiter: asyncio.Future[None] | None = None  # while waiting for a thread
         self._eof = self._lost = False
         protocol.on_lost = self._on_lost
         protocol.on_eof = self._on_eof
@@ -187,11 +181,9 @@ class HTTPConnection:
             self._disconnected.set()
 
     def _on_lost(self) -> None:
-        """The client is gone: a request waiting for a thread leaves the queue, a running
+        """The client is gone: a request waiting for a thread is dropped, a running
         application call is told at once and its next write raises."""
         self._lost = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(ClientGone("client disconnected"))
         if self._disconnected is not None:
             self._disconnected.set()
         if self._handoff is not None:
@@ -343,14 +335,15 @@ class HTTPConnection:
         """Run the application and write its response; True to keep the connection."""
         state = self.state
         config = state.config
-        if state.active < state.capacity and not state.waiters:
-            state.active += 1
-        elif not await self._wait_for_thread():
+        if self._lost:  # gone while its body was read: nobody to answer
             environ["wsgi.input"].close()
             return False
-        if self._lost:  # gone while its body was read or while it waited: nobody to answer
-            state.release()
+        if state.active >= state.capacity + config.max_queue:
+            log.warning("%d requests already wait for a thread (max_queue): answered 503",
+                        state.active - state.capacity)
             environ["wsgi.input"].close()
+            self.transport.write(http11.error_response(
+                503, "too many requests waiting", retry_after=_RETRY_AFTER))
             return False
         handoff = Handoff(self.loop, config.send_buffer_size)
         disconnected = environ["aiowsgi.disconnected"]
@@ -362,13 +355,21 @@ class HTTPConnection:
         try:
             state.executor.run_soon(call.run)
         except RuntimeError:  # the pool is shutting down
-            state.release()
             environ["wsgi.input"].close()
             self.transport.write(http11.error_response(503, "server is shutting down"))
             return False
+        state.active += 1
         self._handoff, self._disconnected = handoff, disconnected
         try:
             keep_alive = await self._write_response(handoff)
+        except _QueueTimeout:
+            # no thread took it up: it stays in the pool's queue, to be skipped there
+            state.release()
+            log.warning("no thread became free within queue_timeout=%ss: answered 503",
+                        config.queue_timeout)
+            self.transport.write(http11.error_response(
+                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
+            return False
         except _RequestTimeout:
             log.error("%s %s: no response after request_timeout=%ss; answered 504, the "
                       "application thread is abandoned", request.method, request.path,
@@ -386,8 +387,8 @@ class HTTPConnection:
 
     def _give_up(self, handoff: Handoff, disconnected: Disconnected, error: ClientGone,
                  *, abandon: bool = False) -> None:
-        """Stop following an application call that is still running: its next write
-        raises, and its thread is released (to the next request) once it has finished."""
+        """Stop following an application call that is still running (or still queued): its
+        next write raises, and its slot is released once its thread has finished."""
         state = self.state
         disconnected.set()
         handoff.abort(error)
@@ -398,53 +399,36 @@ class HTTPConnection:
         elif handoff.detach(state.release):
             state.release()
 
-    async def _wait_for_thread(self) -> bool:
-        """Wait in the bounded queue for a thread; False (503 sent) when it is full or the
-        wait times out."""
-        state = self.state
-        config = state.config
-        if state.queued >= config.max_queue:
-            log.warning("%d requests already wait for a thread: answered 503", state.queued)
-            self.transport.write(http11.error_response(
-                503, "too many requests waiting", retry_after=_RETRY_AFTER))
-            return False
-        waiters = state.waiters
-        if len(waiters) > 2 * config.max_queue + 16:  # drop the entries of timed-out waits
-            state.waiters = waiters = collections.deque(w for w in waiters if not w.done())
-        waiter: asyncio.Future[None] = self.loop.create_future()
-        waiters.append(waiter)
-        state.queued += 1
-        self._waiter = waiter
-        try:
-            await self._within(waiter, config.queue_timeout)
-            return True
-        except BaseException as exc:
-            if not waiter.done():
-                waiter.cancel()
-            elif not waiter.cancelled() and waiter.exception() is None:
-                state.release()  # admitted just as the wait ended: pass the thread on
-            if not isinstance(exc, TimeoutError):
-                raise
-            log.warning("no thread became free within queue_timeout=%ss: answered 503",
-                        config.queue_timeout)
-            self.transport.write(http11.error_response(
-                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
-            return False
-        finally:
-            state.queued -= 1
-            self._waiter = None
+    async def _first_items(self, handoff: Handoff) -> list[Any]:
+        """The application's first output, within the queue and request deadlines."""
+        config = self.state.config
+        loop = self.loop
+        now = loop.time()
+        queue_deadline = now + config.queue_timeout
+        request_deadline = now + config.request_timeout if config.request_timeout else 0.0
+        started = False
+        while True:
+            if started and not request_deadline:
+                return await handoff.take()
+            if started:
+                deadline = request_deadline
+            elif request_deadline:
+                deadline = min(queue_deadline, request_deadline)
+            else:
+                deadline = queue_deadline
+            try:
+                return await self._within(handoff.take(), deadline - loop.time())
+            except TimeoutError:
+                if handoff.cancel_unstarted(ClientGone("no thread in time")):
+                    raise _QueueTimeout from None
+                if request_deadline and loop.time() >= request_deadline:
+                    raise _RequestTimeout from None
+                started = True
 
     async def _write_response(self, handoff: Handoff) -> bool:
         transport = self.transport
         write = transport.write
-        timeout = self.state.config.request_timeout
-        if timeout:
-            try:
-                items = await self._within(handoff.take(), timeout)
-            except TimeoutError:
-                raise _RequestTimeout from None
-        else:
-            items = await handoff.take()
+        items = await self._first_items(handoff)
         while True:
             written = 0
             for item in items:

@@ -27,7 +27,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 class Handoff:
     __slots__ = ("_credit", "_error", "_items", "_limit", "_lock", "_loop", "_on_done",
-                 "_outstanding", "_thread_done", "_waiter")
+                 "_outstanding", "_started", "_thread_done", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
@@ -38,6 +38,7 @@ class Handoff:
         self._waiter: asyncio.Future[None] | None = None
         self._outstanding = 0
         self._error: BaseException | None = None
+        self._started = False
         self._thread_done = False
         self._on_done: Callable[[], object] | None = None
 
@@ -67,6 +68,12 @@ class Handoff:
             self._waiter = None
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def start(self) -> bool:
+        """A thread takes the request up; False if the loop has given up on it already."""
+        with self._lock:
+            self._started = self._error is None
+            return self._started
 
     def thread_done(self) -> None:
         """The application thread has finished with this request (its last call)."""
@@ -111,6 +118,14 @@ class Handoff:
             waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
+
+    def cancel_unstarted(self, error: BaseException) -> bool:
+        """Give up on a request that no thread has taken up yet; False if one has."""
+        with self._lock:
+            if self._started:
+                return False
+        self.abort(error)
+        return True
 
     def detach(self, on_done: Callable[[], object]) -> bool:
         """The loop stops following this request.  Returns True when the thread has

@@ -117,8 +117,8 @@ class Server:
             return {}
         return {
             "connections": len(state.connections),
-            "requests_running": state.active,
-            "requests_queued": state.queued,
+            "requests_running": min(state.active, pool.busy),
+            "requests_queued": max(0, state.active - pool.busy),
             "threads": pool.threads,
             "threads_busy": pool.busy,
             "threads_abandoned": state.abandoned,

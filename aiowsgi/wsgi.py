@@ -282,6 +282,12 @@ class WSGICall:
 
     def run(self) -> None:
         """Run the application; hand the response to the loop.  Never raises."""
+        if not self.handoff.start():  # given up on while it waited for a thread
+            if self._body is not None:
+                with contextlib.suppress(Exception):
+                    self._body.close()
+            self.handoff.thread_done()
+            return
         try:
             final = self._respond()
         except ClientGone:

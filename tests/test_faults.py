@@ -130,7 +130,9 @@ async def test_a_thousand_resets_leave_nothing_behind(start_server: StartServer,
         await fault(server, i % 3)
     await settled(server, app)
 
-    assert app.calls >= FAULTS * 2 // 3  # the upload faults never reach the app
+    # every download reaches the app; uploads never do, and a request whose client is gone
+    # before a thread takes it up is dropped unseen
+    assert app.calls >= FAULTS // 3
     assert app.closed == app.calls
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAFETY
