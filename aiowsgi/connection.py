@@ -48,8 +48,9 @@ class ServerState:
     to the thread pool: ``capacity`` threads run application calls, and at most
     ``max_queue`` more wait in the pool's FIFO queue."""
 
-    __slots__ = ("abandoned", "active", "app", "body_memory", "config", "connections",
-                 "executor", "io", "max_connections", "refused", "shutting_down", "tick")
+    __slots__ = ("abandoned", "active", "admit_limit", "app", "body_memory", "config",
+                 "connections", "executor", "io", "max_connections", "refused", "shutting_down",
+                 "tick")
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
@@ -62,6 +63,7 @@ class ServerState:
         self.active = 0  # application calls handed to the pool and not finished, queued
         # ones and abandoned ones included
         self.abandoned = 0  # of those, calls whose client got a 504
+        self.admit_limit = config.threads + config.max_queue  # past it a request gets 503
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
@@ -74,6 +76,10 @@ class ServerState:
         """Threads available to requests: abandoned ones are replaced, up to a cap."""
         return self.config.threads + min(self.abandoned, self.config.max_abandoned_threads)
 
+    def _update_limits(self) -> None:
+        self.admit_limit = self.capacity + self.config.max_queue
+        self.executor.max_workers = self.capacity
+
     def release(self) -> None:
         """An application call has ended (or was dropped from the queue)."""
         self.active -= 1
@@ -81,7 +87,7 @@ class ServerState:
     def abandon(self) -> None:
         """The current call's client was given up on while its thread runs on."""
         self.abandoned += 1
-        self.executor.max_workers = self.capacity
+        self._update_limits()
         if self.abandoned > self.config.max_abandoned_threads:
             log.warning("%d threads are running abandoned requests (more than "
                         "max_abandoned_threads=%d): capacity is reduced", self.abandoned,
@@ -89,6 +95,7 @@ class ServerState:
 
     def abandoned_done(self) -> None:
         self.abandoned -= 1
+        self._update_limits()
         self.release()
 
     async def enforce_timeouts(self) -> None:
@@ -338,7 +345,7 @@ class HTTPConnection:
         if self._lost:  # gone while its body was read: nobody to answer
             environ["wsgi.input"].close()
             return False
-        if state.active >= state.capacity + config.max_queue:
+        if state.active >= state.admit_limit:
             log.warning("%d requests already wait for a thread (max_queue): answered 503",
                         state.active - state.capacity)
             environ["wsgi.input"].close()
@@ -399,36 +406,36 @@ class HTTPConnection:
         elif handoff.detach(state.release):
             state.release()
 
-    async def _first_items(self, handoff: Handoff) -> list[Any]:
-        """The application's first output, within the queue and request deadlines."""
+    def _first_wait(self) -> float:
+        """How long to wait for the application's first output before looking again."""
         config = self.state.config
-        loop = self.loop
-        now = loop.time()
-        queue_deadline = now + config.queue_timeout
-        request_deadline = now + config.request_timeout if config.request_timeout else 0.0
-        started = False
-        while True:
-            if started and not request_deadline:
-                return await handoff.take()
-            if started:
-                deadline = request_deadline
-            elif request_deadline:
-                deadline = min(queue_deadline, request_deadline)
-            else:
-                deadline = queue_deadline
-            try:
-                return await self._within(handoff.take(), deadline - loop.time())
-            except TimeoutError:
-                if handoff.cancel_unstarted(ClientGone("no thread in time")):
-                    raise _QueueTimeout from None
-                if request_deadline and loop.time() >= request_deadline:
-                    raise _RequestTimeout from None
-                started = True
+        if config.request_timeout:
+            return min(config.queue_timeout, config.request_timeout)
+        return config.queue_timeout
+
+    async def _first_items_late(self, handoff: Handoff, waited: float) -> list[Any]:
+        """The first wait ran out: either no thread took the request up (503), or the
+        application runs and may still have ``request_timeout`` to answer (else 504)."""
+        if handoff.cancel_unstarted(ClientGone("no thread in time")):
+            raise _QueueTimeout
+        timeout = self.state.config.request_timeout
+        if not timeout:
+            return await handoff.take()
+        if waited >= timeout:
+            raise _RequestTimeout
+        try:
+            return await self._within(handoff.take(), timeout - waited)
+        except TimeoutError:
+            raise _RequestTimeout from None
 
     async def _write_response(self, handoff: Handoff) -> bool:
         transport = self.transport
         write = transport.write
-        items = await self._first_items(handoff)
+        first_wait = self._first_wait()
+        try:
+            items = await self._within(handoff.take(), first_wait)
+        except TimeoutError:
+            items = await self._first_items_late(handoff, first_wait)
         while True:
             written = 0
             for item in items:

@@ -50,7 +50,19 @@ class Handoff:
         One item larger than the limit is let through alone.  Raises the abort error
         once the loop has given up on the response.
         """
+        self._put(item, nbytes, False)
+
+    def put_last(self, item: Any) -> None:
+        """Hand over the final item; the thread is done with the request (one lock for
+        both, on the path every request takes)."""
+        self._put(item, 0, True)
+
+    def _put(self, item: Any, nbytes: int, last: bool) -> None:
+        on_done = None
         with self._lock:
+            if last:
+                self._thread_done = True
+                on_done = self._on_done
             if self._error is None and nbytes and self._outstanding and (
                 self._outstanding + nbytes > self._limit
             ):
@@ -61,6 +73,8 @@ class Handoff:
                 ):
                     self._credit.wait()
             if self._error is not None:
+                if on_done is not None:
+                    self._loop.call_soon_threadsafe(on_done)
                 raise self._error
             self._items.append(item)
             self._outstanding += nbytes

@@ -299,13 +299,14 @@ class WSGICall:
             if body is not None:
                 with contextlib.suppress(Exception):
                     body.close()
-        if final is not None:
-            try:
-                self.handoff.put(final)
-            except ClientGone:
-                if type(final) is SendFile:
-                    final.close()
-        self.handoff.thread_done()
+        if final is None:
+            self.handoff.thread_done()
+            return
+        try:
+            self.handoff.put_last(final)
+        except ClientGone:
+            if type(final) is SendFile:
+                final.close()
 
     def _respond(self) -> Finish | Abort | SendFile:
         result = self.app(self.environ, self.start_response)
