@@ -11,6 +11,7 @@ busy are batched, so the loop is woken once per batch, never once per chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -74,14 +75,14 @@ class Handoff:
                     self._credit.wait()
             if self._error is not None:
                 if on_done is not None:
-                    self._loop.call_soon_threadsafe(on_done)
+                    self._notify(on_done)
                 raise self._error
             self._items.append(item)
             self._outstanding += nbytes
             waiter = self._waiter
             self._waiter = None
         if waiter is not None:
-            self._loop.call_soon_threadsafe(_wake, waiter)
+            self._notify(_wake, waiter)
 
     def start(self) -> bool:
         """A thread takes the request up; False if the loop has given up on it already."""
@@ -95,7 +96,12 @@ class Handoff:
             self._thread_done = True
             on_done = self._on_done
         if on_done is not None:
-            self._loop.call_soon_threadsafe(on_done)
+            self._notify(on_done)
+
+    def _notify(self, callback: Callable[..., object], *args: Any) -> None:
+        # a closed loop: a thread outlived its server, and nobody is waiting any more
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
 
     # -- the loop's side --------------------------------------------------------------
 

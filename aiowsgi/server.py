@@ -8,6 +8,7 @@ owns the event loop and the SIGINT/SIGTERM handlers, and puts the old handlers b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -190,7 +191,8 @@ class Server:
         stopped: asyncio.Future[None] = loop.create_future()
 
         def on_stopped() -> None:
-            loop.call_soon_threadsafe(_resolve, stopped)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(_resolve, stopped)
 
         assert self._io is not None
         self._io.shutdown(wait=False)
