@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 async def aiowsgi_server(request: pytest.FixtureRequest) -> AsyncIterator[ServerFactory]:
     """``server = await aiowsgi_server(app, **options)``: a server on the test's event loop,
     on 127.0.0.1 and a free port unless told otherwise; shut down gracefully at teardown."""
-    default_raise = raise_app_errors(request)
     servers: list[Server] = []
-    errors = AppErrors()
+    errors = AppErrors(default=raise_app_errors(request))
     errors.install()
 
     async def factory(app: WSGIApp, *, raise_app_errors: bool | None = None,
@@ -30,8 +29,7 @@ async def aiowsgi_server(request: pytest.FixtureRequest) -> AsyncIterator[Server
         options.setdefault("host", "127.0.0.1")
         options.setdefault("port", 0)
         server = Server(app, **options)
-        if default_raise if raise_app_errors is None else raise_app_errors:
-            errors.watch(app)
+        errors.watch(app, raise_app_errors)
         await server.start()
         servers.append(server)
         return server

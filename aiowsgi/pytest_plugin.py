@@ -80,13 +80,12 @@ def aiowsgi_app(pytestconfig: pytest.Config) -> WSGIApp:
 
 def _live_servers(default_raise: bool) -> Iterator[LiveServerFactory]:
     servers: list[LiveServer] = []
-    errors = AppErrors()
+    errors = AppErrors(default=default_raise)
     errors.install()
 
     def factory(app: WSGIApp, *, raise_app_errors: bool | None = None,
                 **options: Any) -> LiveServer:
-        if default_raise if raise_app_errors is None else raise_app_errors:
-            errors.watch(app)
+        errors.watch(app, raise_app_errors)
         server = LiveServer(app, **options).start()
         servers.append(server)
         return server

@@ -43,14 +43,17 @@ class AppErrors(logging.Handler):
     failing view fails the test with its own traceback.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, default: bool = True) -> None:
         super().__init__(logging.ERROR)
+        self.default = default  # whether watch() watches when not told
         self._apps: list[WSGIApp] = []
         self.errors: list[BaseException] = []
         self._logger = logging.getLogger("aiowsgi.error")
 
-    def watch(self, app: WSGIApp) -> None:
-        self._apps.append(app)
+    def watch(self, app: WSGIApp, raise_app_errors: bool | None = None) -> None:
+        """Collect ``app``'s errors, unless ``raise_app_errors`` (or the default) says no."""
+        if self.default if raise_app_errors is None else raise_app_errors:
+            self._apps.append(app)
 
     def emit(self, record: logging.LogRecord) -> None:
         app = getattr(record, "aiowsgi_app", None)
@@ -179,9 +182,8 @@ def live_server(app: WSGIApp, *, raise_app_errors: bool = True,
     An exception raised inside the app is re-raised when the block ends, unless
     ``raise_app_errors`` is false.  ``options`` are aiowsgi options (``threads=2``, ...).
     """
-    errors = AppErrors()
-    if raise_app_errors:
-        errors.watch(app)
+    errors = AppErrors(default=raise_app_errors)
+    errors.watch(app)
     errors.install()
     try:
         with LiveServer(app, **options) as server:
