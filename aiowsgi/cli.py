@@ -1,7 +1,8 @@
-"""``aiowsgi serve APP [options]``: argv in, a running server out.
+"""``aiowsgi serve APP [options]``: argv and the environment in, a running server out.
 
 Every option comes from a field of :class:`~aiowsgi.config.Config`; this module only
-turns argv into a ``Config``, imports the application and calls :func:`~aiowsgi.run`.
+turns argv and ``AIOWSGI_<OPTION>`` environment variables into a ``Config`` (the command
+line wins), imports the application and calls :func:`~aiowsgi.run`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
@@ -20,8 +21,11 @@ from .config import Config, ConfigError, option_choices, option_type
 from .server import run
 from .wsgi import WSGIApp
 
+ENV_PREFIX = "AIOWSGI_"
+
 _GROUPS = {
     "binding": "where to listen",
+    "application": "the application",
     "runtime": "runtime",
     "capacity": "capacity (past a limit the answer is 503 or 504)",
     "limits": "limits (a request past one gets a 4xx answer)",
@@ -33,14 +37,20 @@ class AppLoadError(Exception):
     """The application named on the command line cannot be loaded."""
 
 
-def load_app(spec: str) -> WSGIApp:
-    """Import ``MODULE:ATTRIBUTE`` (the attribute may be dotted) from the current directory."""
+def load_app(spec: str, *, factory: bool = False, app_dir: str | None = None) -> WSGIApp:
+    """Import ``MODULE:ATTRIBUTE`` (the attribute may be dotted) from ``app_dir`` (default:
+    the current directory); with ``factory``, call it to get the application."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise AppLoadError(f"APP must look like MODULE:ATTRIBUTE, got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
+    if app_dir is not None:
+        if not os.path.isdir(app_dir):
+            raise AppLoadError(f"--app-dir {app_dir!r} is not a directory")
+        sys.path.insert(0, os.path.abspath(app_dir))
+    else:
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -59,6 +69,15 @@ def load_app(spec: str) -> WSGIApp:
             raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not callable(app):
         raise AppLoadError(f"{spec!r} is not callable (it is {type(app).__name__})")
+    if factory:
+        try:
+            app = app()
+        except Exception as exc:
+            raise AppLoadError(f"calling the factory {spec!r} failed: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if not callable(app):
+            raise AppLoadError(f"the factory {spec!r} returned {type(app).__name__}, "
+                               "not a WSGI application")
     return app  # type: ignore[no-any-return]
 
 
@@ -84,8 +103,39 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                            metavar=f"{{{','.join(choices)}}}" if choices else f.name.upper())
 
 
-def _option_message(exc: ConfigError) -> str:
-    return f"{_flag(exc.option)}: {str(exc).split(': ', 1)[1]}"
+def _option_message(exc: ConfigError, from_env: set[str] | None = None) -> str:
+    name = _env_name(exc.option) if from_env and exc.option in from_env else _flag(exc.option)
+    return f"{name}: {str(exc).split(': ', 1)[1]}"
+
+
+def _env_name(option: str) -> str:
+    return ENV_PREFIX + option.upper()
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options set by ``AIOWSGI_<OPTION>`` variables; ValueError names a bad one."""
+    options: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        text = environ.get(_env_name(f.name))
+        if text is None:
+            continue
+        kind = option_type(f)
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError(f"{_env_name(f.name)}: expected true or false, got {text!r}")
+            options[f.name] = lowered in _TRUE
+            continue
+        try:
+            options[f.name] = kind(text)
+        except ValueError:
+            raise ValueError(f"{_env_name(f.name)}: invalid {kind.__name__} value "
+                             f"{text!r}") from None
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,24 +146,50 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="serve a WSGI application",
         description="Serve a WSGI application until SIGINT or SIGTERM.")
-    serve.add_argument("app", metavar="APP",
-                       help="the application as MODULE:ATTRIBUTE, e.g. mysite.wsgi:application")
+    serve.add_argument("app", metavar="APP", nargs="?",
+                       help="the application as MODULE:ATTRIBUTE, e.g. mysite.wsgi:application "
+                            f"(or the {ENV_PREFIX}APP environment variable)")
     serve.add_argument("--version", action="version", version=f"aiowsgi {__version__}")
+    app = serve.add_argument_group(_GROUPS["application"])
+    app.add_argument("--factory", action="store_true", default=None,
+                     help="APP is a function that returns the application; call it.")
+    app.add_argument("--app-dir", metavar="DIR", default=None,
+                     help="Import APP from this directory. Default: the current directory.")
     _add_config_options(serve)
+    serve.epilog = (f"Every option can also be set by an environment variable: {ENV_PREFIX} "
+                    f"and its name in capitals, e.g. {ENV_PREFIX}THREADS=16, "
+                    f"{ENV_PREFIX}PROXY_HEADERS=true. The command line wins.")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None,
+         environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
     parser = build_parser()
     args = parser.parse_args(argv)
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-               if getattr(args, f.name) is not None}
+    try:
+        options = _env_options(environ)
+    except ValueError as exc:
+        parser.exit(2, f"aiowsgi serve: error: {exc}\n")
+    from_env = set(options)
+    for f in dataclasses.fields(Config):
+        value = getattr(args, f.name)
+        if value is not None:
+            options[f.name] = value
+            from_env.discard(f.name)
     try:
         config = Config(**options)
     except ConfigError as exc:
-        parser.exit(2, f"aiowsgi serve: error: argument {_option_message(exc)}\n")
+        parser.exit(2, f"aiowsgi serve: error: argument {_option_message(exc, from_env)}\n")
+    spec = args.app or environ.get(ENV_PREFIX + "APP")
+    if not spec:
+        parser.exit(2, f"aiowsgi serve: error: the application is missing: give APP or set "
+                       f"{ENV_PREFIX}APP\n")
+    factory = args.factory if args.factory is not None else (
+        environ.get(ENV_PREFIX + "FACTORY", "").strip().lower() in _TRUE)
+    app_dir = args.app_dir if args.app_dir is not None else environ.get(ENV_PREFIX + "APP_DIR")
     try:
-        app = load_app(args.app)
+        app = load_app(spec, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:
         if config.log_level == "debug":
             logging.basicConfig()

@@ -55,6 +55,10 @@ class Config:
     backlog: int = _opt(2048, "Length of the listen queue.", group="binding",
                         minimum=1, maximum=65535)
 
+    # -- application -----------------------------------------------------------
+    root_path: str = _opt("", "URL prefix the application is mounted under: it becomes "
+                          "SCRIPT_NAME and is stripped from PATH_INFO.", group="application")
+
     # -- runtime ---------------------------------------------------------------
     loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
                           group="runtime")
@@ -132,6 +136,10 @@ class Config:
             _validate(f, getattr(self, f.name))
         if not self.host:
             raise ConfigError("host", "must not be empty")
+        if self.root_path and (not self.root_path.startswith("/")
+                               or self.root_path.endswith("/")):
+            raise ConfigError("root_path", "must be empty or start with '/' and not end "
+                              f"with '/' (got {self.root_path!r})")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated like the original."""
@@ -188,3 +196,21 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
         raise ConfigError(f.name, f"must be at least {low:g} (got {value!r})")
     if high is not None and value > high:
         raise ConfigError(f.name, f"must be at most {high:g} (got {value!r})")
+
+
+def options_markdown() -> str:
+    """The README's options table: ``python -m aiowsgi.config`` prints it."""
+    rows = ["| option | flag | default | meaning |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(Config):
+        default = f.default
+        shown = ("true" if default else "false") if isinstance(default, bool) else str(default)
+        text = f.metadata["help"]
+        if f.metadata.get("unit"):
+            text = f"{text.rstrip('.')} ({f.metadata['unit']})."
+        flag = "--" + f.name.replace("_", "-")
+        rows.append(f"| `{f.name}` | `{flag}` | `{shown}` | {text} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(options_markdown())

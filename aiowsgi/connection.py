@@ -155,7 +155,7 @@ class HTTPConnection:
         self.task: asyncio.Task[Any] | None = None
         self.deadline = 0.0
         self._expired = False
-        self._base = _connection_environ(writer)
+        self._base = _connection_environ(writer, state.config.root_path)
         # the request whose application call is running, while one is
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
@@ -570,7 +570,7 @@ def _buffered(reader: asyncio.StreamReader) -> int:
 
 
 
-def _connection_environ(writer: asyncio.StreamWriter) -> dict[str, Any]:
+def _connection_environ(writer: asyncio.StreamWriter, root_path: str) -> dict[str, Any]:
     sockname = writer.get_extra_info("sockname")
     peername = writer.get_extra_info("peername")
     if isinstance(sockname, tuple):
@@ -583,4 +583,5 @@ def _connection_environ(writer: asyncio.StreamWriter) -> dict[str, Any]:
         remote_addr, remote_port = "", ""
     scheme = "https" if writer.get_extra_info("sslcontext") is not None else "http"
     return base_environ(server_name=server_name, server_port=server_port,
-                        remote_addr=remote_addr, remote_port=remote_port, url_scheme=scheme)
+                        remote_addr=remote_addr, remote_port=remote_port, url_scheme=scheme,
+                        root_path=root_path)

@@ -157,10 +157,11 @@ def _header_key(name: str) -> str:
 
 
 def base_environ(*, server_name: str, server_port: str, remote_addr: str,
-                 remote_port: str, url_scheme: str = "http") -> dict[str, Any]:
+                 remote_port: str, url_scheme: str = "http",
+                 root_path: str = "") -> dict[str, Any]:
     """The part of the environ that is the same for every request on a connection."""
     return {
-        "SCRIPT_NAME": "",
+        "SCRIPT_NAME": root_path,
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
         "REMOTE_ADDR": remote_addr,
@@ -180,7 +181,11 @@ def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
                   body_size: int) -> dict[str, Any]:
     environ = base.copy()
     environ["REQUEST_METHOD"] = request.method
-    environ["PATH_INFO"] = request.path
+    path = request.path
+    root = environ["SCRIPT_NAME"]
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        path = path[len(root):]  # mounted under --root-path: the rest is the app's
+    environ["PATH_INFO"] = path
     environ["QUERY_STRING"] = request.query
     environ["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http11 else "HTTP/1.0"
     environ["REQUEST_URI"] = environ["RAW_URI"] = request.target
