@@ -26,6 +26,7 @@ ENV_PREFIX = "AIOWSGI_"
 _GROUPS = {
     "binding": "where to listen",
     "application": "the application",
+    "proxy": "behind a reverse proxy",
     "runtime": "runtime",
     "capacity": "capacity (past a limit the answer is 503 or 504)",
     "limits": "limits (a request past one gets a 4xx answer)",

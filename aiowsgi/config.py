@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from .proxy import TrustedProxies
+
 LoopName = Literal["auto", "asyncio", "uvloop"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -58,6 +60,14 @@ class Config:
     # -- application -----------------------------------------------------------
     root_path: str = _opt("", "URL prefix the application is mounted under: it becomes "
                           "SCRIPT_NAME and is stripped from PATH_INFO.", group="application")
+
+    # -- behind a proxy ----------------------------------------------------------
+    proxy_headers: bool = _opt(False, "Believe X-Forwarded-For/-Proto/-Host and Forwarded "
+                               "from trusted proxies: they set REMOTE_ADDR, "
+                               "wsgi.url_scheme and HTTP_HOST.", group="proxy")
+    forwarded_allow_ips: str = _opt("127.0.0.1,::1", "The trusted proxies: IP addresses "
+                                    "and networks, separated by commas; '*' trusts every "
+                                    "peer, 'unix' peers on a Unix socket.", group="proxy")
 
     # -- runtime ---------------------------------------------------------------
     loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
@@ -136,6 +146,10 @@ class Config:
             _validate(f, getattr(self, f.name))
         if not self.host:
             raise ConfigError("host", "must not be empty")
+        try:
+            TrustedProxies.parse(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ConfigError("forwarded_allow_ips", str(exc)) from None
         if self.root_path and (not self.root_path.startswith("/")
                                or self.root_path.endswith("/")):
             raise ConfigError("root_path", "must be empty or start with '/' and not end "
@@ -199,7 +213,7 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
 
 
 def options_markdown() -> str:
-    """The README's options table: ``python -m aiowsgi.config`` prints it."""
+    """The README's options table, generated from the fields."""
     rows = ["| option | flag | default | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Config):
         default = f.default
@@ -210,7 +224,3 @@ def options_markdown() -> str:
         flag = "--" + f.name.replace("_", "-")
         rows.append(f"| `{f.name}` | `{flag}` | `{shown}` | {text} |")
     return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    print(options_markdown())

@@ -20,6 +20,7 @@ from .body import BodyBuffer
 from .handoff import ClientGone, Handoff
 from .http11 import HTTPError, Request
 from .pool import WorkerPool
+from .proxy import TrustedProxies, apply_proxy_headers
 from .wsgi import (
     Abort,
     Disconnected,
@@ -50,7 +51,7 @@ class ServerState:
 
     __slots__ = ("abandoned", "active", "admit_limit", "app", "body_memory", "config",
                  "connections", "executor", "io", "max_connections", "refused", "shutting_down",
-                 "tick")
+                 "tick", "trusted")
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
@@ -67,6 +68,9 @@ class ServerState:
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
+        # whose forwarding headers are believed (None: nobody's)
+        self.trusted = (TrustedProxies.parse(config.forwarded_allow_ips)
+                        if config.proxy_headers else None)
         shortest = min(config.header_timeout, config.keepalive_timeout,
                        config.body_timeout, config.send_timeout)
         self.tick = min(1.0, max(0.01, shortest / 4))
@@ -141,8 +145,8 @@ class _QueueTimeout(Exception):
 
 
 class HTTPConnection:
-    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "deadline",
-                 "idle", "loop", "reader", "state", "task", "transport", "writer")
+    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_proxied",
+                 "deadline", "idle", "loop", "reader", "state", "task", "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
@@ -156,6 +160,8 @@ class HTTPConnection:
         self.deadline = 0.0
         self._expired = False
         self._base = _connection_environ(writer, state.config.root_path)
+        # the peer is a trusted proxy: its forwarding headers describe the client
+        self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
         # the request whose application call is running, while one is
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
@@ -238,6 +244,8 @@ class HTTPConnection:
                 return
             try:
                 environ = build_environ(self._base, request, body, size)
+                if self._proxied:
+                    apply_proxy_headers(environ, self.state.trusted)  # type: ignore[arg-type]
                 keep_alive = request.keep_alive and not self.state.shutting_down
                 if not await self._call_app(environ, request, keep_alive):
                     return

@@ -130,3 +130,40 @@ async def test_root_path(start_server: StartServer, target: str, expected: bytes
     client = await RawClient.connect(server.host, server.port)
     assert (await client.request("GET", target)).body == expected
     await client.close()
+
+
+def where(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = (f"{environ['REMOTE_ADDR']}|{environ['wsgi.url_scheme']}|"
+            f"{environ.get('HTTP_HOST')}").encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+FORWARDED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "shop.example"}
+
+
+async def test_proxy_headers_from_a_trusted_proxy(start_server: StartServer) -> None:
+    server = await start_server(where, proxy_headers=True)  # loopback is trusted by default
+    client = await RawClient.connect(server.host, server.port)
+    response = await client.request("GET", "/", headers=FORWARDED)
+    assert response.body == b"203.0.113.9|https|shop.example"
+    await client.close()
+
+
+async def test_proxy_headers_from_others_are_ignored(start_server: StartServer) -> None:
+    for options in ({"proxy_headers": True, "forwarded_allow_ips": "10.0.0.0/8"},
+                    {"proxy_headers": False}):
+        server = await start_server(where, **options)
+        client = await RawClient.connect(server.host, server.port)
+        response = await client.request("GET", "/", headers=FORWARDED)
+        assert response.body == b"127.0.0.1|http|test"
+        await client.close()
+
+
+def test_bad_trusted_proxy_list_exits_2(served: list[tuple[Any, Config]],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "envapp:app", "--forwarded-allow-ips", "localhost"], {})
+    assert info.value.code == 2
+    assert "--forwarded-allow-ips: invalid trusted proxy 'localhost'" in capsys.readouterr().err

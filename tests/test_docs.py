@@ -11,4 +11,4 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_readme_options_table_matches_config() -> None:
     section = README.read_text().split("\n## Options\n", 1)[1].split("\n## ", 1)[0]
-    assert options_markdown() in section, "regenerate it with: python -m aiowsgi.config"
+    assert options_markdown() in section, "regenerate it from aiowsgi.config.options_markdown()"
