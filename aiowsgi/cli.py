@@ -98,6 +98,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,
                                action=argparse.BooleanOptionalAction)
             continue
+        if kind is tuple:
+            group.add_argument(_flag(f.name), dest=f.name, default=None, action="append",
+                               help=help_text.replace(" Default: ().", ""),
+                               metavar=f.name.upper())
+            continue
         choices = option_choices(f)
         group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,
                            type=kind, choices=choices,
@@ -125,6 +130,9 @@ def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
         if text is None:
             continue
         kind = option_type(f)
+        if kind is tuple:  # several values: separated by commas or spaces
+            options[f.name] = tuple(text.replace(",", " ").split())
+            continue
         if kind is bool:
             lowered = text.strip().lower()
             if lowered not in _TRUE | _FALSE:
@@ -176,7 +184,7 @@ def main(argv: Sequence[str] | None = None,
     for f in dataclasses.fields(Config):
         value = getattr(args, f.name)
         if value is not None:
-            options[f.name] = value
+            options[f.name] = tuple(value) if isinstance(value, list) else value
             from_env.discard(f.name)
     try:
         config = Config(**options)

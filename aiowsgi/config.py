@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 from .proxy import TrustedProxies
 
 LoopName = Literal["auto", "asyncio", "uvloop"]
+Binds = tuple[str, ...]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 KiB = 1024
@@ -54,6 +55,14 @@ class Config:
     host: str = _opt("127.0.0.1", "Address to listen on.", group="binding")
     port: int = _opt(8000, "TCP port to listen on; 0 picks a free one.", group="binding",
                      minimum=0, maximum=65535)
+    bind: Binds = _opt((), "Where to listen, instead of host and port; repeatable: "
+                       "HOST:PORT, [IPV6]:PORT, unix:/PATH or fd://N.", group="binding")
+    uds: str = _opt("", "Listen on this Unix domain socket (same as --bind unix:PATH).",
+                    group="binding")
+    uds_mode: str = _opt("", "Permissions of the Unix socket file, in octal such as 660 "
+                         "(default: from the umask).", group="binding")
+    fd: int = _opt(-1, "Listen on this inherited, already bound socket (-1: none).",
+                   group="binding", minimum=-1)
     backlog: int = _opt(2048, "Length of the listen queue.", group="binding",
                         minimum=1, maximum=65535)
 
@@ -146,6 +155,15 @@ class Config:
             _validate(f, getattr(self, f.name))
         if not self.host:
             raise ConfigError("host", "must not be empty")
+        for spec in self.bind:
+            try:
+                parse_bind(spec)
+            except ValueError as exc:
+                raise ConfigError("bind", str(exc)) from None
+        if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
+                                  and len(self.uds_mode) <= 4):
+            raise ConfigError("uds_mode", f"expected octal permissions such as 660 "
+                              f"(got {self.uds_mode!r})")
         try:
             TrustedProxies.parse(self.forwarded_allow_ips)
         except ValueError as exc:
@@ -171,6 +189,8 @@ def option_names() -> frozenset[str]:
 def option_type(f: dataclasses.Field[Any]) -> type:
     """The Python type of a field's values (``str`` for Literal choices)."""
     annotation = _annotation(f)
+    if annotation is Binds:
+        return tuple
     choices = get_args(annotation)
     if choices:
         return type(choices[0])
@@ -178,20 +198,61 @@ def option_type(f: dataclasses.Field[Any]) -> type:
 
 
 def option_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
-    return get_args(_annotation(f)) or None
+    annotation = _annotation(f)
+    return None if annotation is Binds else (get_args(annotation) or None)
 
 
 def _annotation(f: dataclasses.Field[Any]) -> Any:
     annotation = f.type
     if isinstance(annotation, str):  # postponed annotations
-        annotation = {"LoopName": LoopName, "LogLevel": LogLevel}.get(annotation, annotation)
+        annotation = {"LoopName": LoopName, "LogLevel": LogLevel,
+                      "Binds": Binds}.get(annotation, annotation)
     return annotation
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One place to listen: ``kind`` is "tcp" (host, port), "unix" (path) or "fd" (fd)."""
+
+    kind: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    fd: int = -1
+
+
+def parse_bind(spec: str) -> Listen:
+    """``HOST:PORT``, ``[IPV6]:PORT``, ``unix:/PATH`` or ``fd://N``; ValueError otherwise."""
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise ValueError(f"{spec!r}: a Unix socket needs a path")
+        return Listen("unix", path=path)
+    if spec.startswith("fd://"):
+        text = spec[5:]
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"{spec!r}: expected fd://N with N a file descriptor number")
+        return Listen("fd", fd=int(text))
+    host, sep, port = spec.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{spec!r}: expected HOST:PORT, [IPV6]:PORT, unix:/PATH or fd://N")
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise ValueError(f"{spec!r}: an IPv6 address goes in brackets, [::1]:8000")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{spec!r}: put an IPv6 address in brackets, [{host}]:{port}")
+    if not host:
+        raise ValueError(f"{spec!r}: the host is missing (0.0.0.0:{port} for every address)")
+    return Listen("tcp", host=host, port=int(port))
 
 
 def _validate(f: dataclasses.Field[Any], value: Any) -> None:
     expected = option_type(f)
     choices = option_choices(f)
-    if expected is bool:
+    if expected is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+    elif expected is bool:
         ok = isinstance(value, bool)
     elif expected is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
@@ -217,7 +278,12 @@ def options_markdown() -> str:
     rows = ["| option | flag | default | meaning |", "| --- | --- | --- | --- |"]
     for f in dataclasses.fields(Config):
         default = f.default
-        shown = ("true" if default else "false") if isinstance(default, bool) else str(default)
+        if isinstance(default, bool):
+            shown = "true" if default else "false"
+        elif isinstance(default, tuple):
+            shown = ", ".join(default) or "(none)"
+        else:
+            shown = str(default)
         text = f.metadata["help"]
         if f.metadata.get("unit"):
             text = f"{text.rstrip('.')} ({f.metadata['unit']})."

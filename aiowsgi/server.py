@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Listen, parse_bind
 from .connection import HTTPConnection, ServerState, StreamProtocol
 from .http11 import error_response
 from .pool import WorkerPool
@@ -46,7 +48,8 @@ class Server:
             raise TypeError(f"the WSGI application must be callable, got {app!r}")
         self.app = app
         self.config = _config(config, options)
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._started = False
         self._state: ServerState | None = None
         self._executor: WorkerPool | None = None
         self._io: WorkerPool | None = None
@@ -59,8 +62,9 @@ class Server:
 
     async def start(self) -> None:
         """Bind and start accepting; the addresses are known when this returns."""
-        if self._server is not None:
+        if self._started:
             raise RuntimeError("server already started")
+        self._started = True
         config = self.config
         self._stopping = asyncio.Event()
         self._abort_now = asyncio.Event()
@@ -88,17 +92,50 @@ class Server:
             conn.task = loop.create_task(conn.run())
 
         try:
-            self._server = await loop.create_server(
-                new_protocol, config.host, config.port, backlog=config.backlog,
-                reuse_address=True)
-        except OSError as exc:
+            for where in self._places():
+                self._servers.append(await self._listen(loop, new_protocol, where))
+        except BaseException:
+            for server in self._servers:
+                server.close()
+            self._servers.clear()
             self._executor.shutdown(wait=False)
             self._io.shutdown(wait=False)
-            raise OSError(exc.errno, f"cannot listen on {config.host}:{config.port}: "
-                                     f"{exc.strerror}") from exc
+            raise
         state.max_connections = _connections_allowed(config.max_connections)
         self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
         log.debug("listening on %s", ", ".join(self.urls))
+
+    def _places(self) -> list[Listen]:
+        config = self.config
+        places = [parse_bind(spec) for spec in config.bind]
+        if config.uds:
+            places.append(Listen("unix", path=config.uds))
+        if config.fd >= 0:
+            places.append(Listen("fd", fd=config.fd))
+        return places or [Listen("tcp", host=config.host, port=config.port)]
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop,
+                      new_protocol: Callable[[], StreamProtocol], where: Listen) -> asyncio.Server:
+        config = self.config
+        try:
+            if where.kind == "unix":
+                if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
+                    os.unlink(where.path)  # a stale socket from an earlier run
+                server = await loop.create_unix_server(new_protocol, where.path,
+                                                       backlog=config.backlog)
+                if config.uds_mode:
+                    os.chmod(where.path, int(config.uds_mode, 8))
+                return server
+            if where.kind == "fd":
+                sock = socket.socket(fileno=where.fd)
+                sock.setblocking(False)
+                return await loop.create_server(new_protocol, sock=sock, backlog=config.backlog)
+            return await loop.create_server(new_protocol, where.host, where.port,
+                                            backlog=config.backlog, reuse_address=True)
+        except OSError as exc:
+            place = {"unix": f"unix:{where.path}", "fd": f"fd://{where.fd}"}.get(
+                where.kind, f"{where.host}:{where.port}")
+            raise OSError(exc.errno, f"cannot listen on {place}: {exc.strerror or exc}") from exc
 
     def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
         """Past ``max_connections``: a 503 and the door, without reading anything."""
@@ -140,7 +177,7 @@ class Server:
         After ``timeout`` (default: the ``graceful_timeout`` option) the connections
         still open are closed.  Safe to call more than once.
         """
-        if self._server is None:
+        if not self._servers:
             return
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown(timeout))
@@ -152,12 +189,13 @@ class Server:
             self._abort_now.set()
 
     async def _shutdown(self, timeout: float | None) -> None:
-        assert self._server is not None and self._state is not None
+        assert self._servers and self._state is not None
         assert self._stopping is not None and self._abort_now is not None
         state = self._state
         state.shutting_down = True
         self._stopping.set()
-        self._server.close()
+        for server in self._servers:
+            server.close()
         for conn in list(state.connections):
             if conn.idle:
                 conn.transport.close()
@@ -177,7 +215,8 @@ class Server:
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending)
-        await self._server.wait_closed()
+        for server in self._servers:
+            await server.wait_closed()
         assert self._timeouts is not None and self._executor is not None
         self._timeouts.cancel()
         await asyncio.gather(self._timeouts, return_exceptions=True)
@@ -222,18 +261,24 @@ class Server:
 
     @property
     def sockets(self) -> list[socket.socket]:
-        if self._server is None:
-            return []
-        return list(self._server.sockets)
+        return [sock for server in self._servers for sock in server.sockets]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
-        """``(host, port)`` of every listening socket."""
-        return [tuple(s.getsockname()[:2]) for s in self.sockets]
+        """``(host, port)`` of every listening TCP socket."""
+        return [tuple(s.getsockname()[:2]) for s in self.sockets
+                if s.family in (socket.AF_INET, socket.AF_INET6)]
 
     @property
     def urls(self) -> list[str]:
-        return [_url(host, port) for host, port in self.addresses]
+        """Where the server listens: ``http://host:port``, or ``unix:/path``."""
+        urls = []
+        for sock in self.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                urls.append(_url(*sock.getsockname()[:2]))
+            else:
+                urls.append(f"unix:{sock.getsockname()}")
+        return urls
 
     @property
     def host(self) -> str:
@@ -334,6 +379,19 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
+def _systemd_sockets() -> tuple[str, ...]:
+    """The sockets systemd passed (socket activation: LISTEN_FDS from fd 3 on), if any are
+    meant for this process; the variables are removed so that children do not take them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return ()
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not count.isdigit():
+        return ()
+    return tuple(f"fd://{fd}" for fd in range(3, 3 + int(count)))
+
+
 def configure_logging(level: str) -> None:
     """Log aiowsgi's messages to stderr unless the program configured logging itself."""
     logger = logging.getLogger("aiowsgi")
@@ -350,6 +408,10 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     A second signal during the graceful shutdown closes every connection at once.
     """
     config = _config(config, options)
+    if not (config.bind or config.uds or config.fd >= 0):
+        activated = _systemd_sockets()
+        if activated:
+            config = config.replace(bind=activated)
     factory = loop_factory(config.loop)
     configure_logging(config.log_level)
     with asyncio.Runner(loop_factory=factory) as runner:

@@ -167,3 +167,20 @@ def test_bad_trusted_proxy_list_exits_2(served: list[tuple[Any, Config]],
         cli.main(["serve", "envapp:app", "--forwarded-allow-ips", "localhost"], {})
     assert info.value.code == 2
     assert "--forwarded-allow-ips: invalid trusted proxy 'localhost'" in capsys.readouterr().err
+
+
+def test_bind_is_repeatable_and_comes_from_the_environment(
+        served: list[tuple[Any, Config]]) -> None:
+    argv = ["serve", "envapp:app", "--bind", "127.0.0.1:8001", "--bind", "unix:/tmp/a.sock"]
+    assert cli.main(argv, {}) == 0
+    assert served[0][1].bind == ("127.0.0.1:8001", "unix:/tmp/a.sock")
+    assert cli.main(["serve", "envapp:app"], {"AIOWSGI_BIND": "[::1]:80, 0.0.0.0:81"}) == 0
+    assert served[1][1].bind == ("[::1]:80", "0.0.0.0:81")
+
+
+def test_bad_bind_exits_2(served: list[tuple[Any, Config]],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "envapp:app", "--bind", "8000"], {})
+    assert info.value.code == 2
+    assert "--bind: '8000': expected HOST:PORT" in capsys.readouterr().err

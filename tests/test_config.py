@@ -73,7 +73,7 @@ def test_every_field_has_help_group_and_known_type(f: dataclasses.Field[Any]) ->
     assert "%" not in help_text  # argparse would try to format it
     assert f.metadata.get("group") in _GROUPS
     kind = option_type(f)
-    assert kind in (str, int, float, bool)
+    assert kind in (str, int, float, bool, tuple)
     choices = option_choices(f)
     if choices is not None:
         assert kind is str
@@ -112,6 +112,7 @@ WRONG_TYPE: dict[type, list[Any]] = {
     int: ["8", 8.0, None],
     float: ["1.5", None, 1j],
     bool: [1, 0, "yes", None],
+    tuple: ["127.0.0.1:80", ["127.0.0.1:80"], (80,), None],
 }
 
 

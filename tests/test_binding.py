@@ -1,0 +1,160 @@
+"""Where the server listens: several addresses, IPv6, Unix sockets, inherited sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiowsgi import Config, ConfigError, Server
+from aiowsgi.config import Listen, parse_bind
+
+from .http import RawClient, read_response
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def where(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = f"{environ['REMOTE_ADDR']}|{environ['SERVER_NAME']}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+@pytest.mark.parametrize(("spec", "listen"), [
+    ("127.0.0.1:8000", Listen("tcp", host="127.0.0.1", port=8000)),
+    ("0.0.0.0:0", Listen("tcp", host="0.0.0.0", port=0)),
+    ("localhost:80", Listen("tcp", host="localhost", port=80)),
+    ("[::1]:8000", Listen("tcp", host="::1", port=8000)),
+    ("unix:/run/app.sock", Listen("unix", path="/run/app.sock")),
+    ("fd://3", Listen("fd", fd=3)),
+])
+def test_parse_bind(spec: str, listen: Listen) -> None:
+    assert parse_bind(spec) == listen
+
+
+@pytest.mark.parametrize("spec", ["8000", "host", ":8000", "::1:8000", "[::1:8000",
+                                  "h:70000", "h:-1", "unix:", "fd://x", "fd://"])
+def test_bad_bind_is_a_config_error(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"^bind: "):
+        Config(bind=(spec,))
+
+
+def test_bad_uds_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^uds_mode: "):
+        Config(uds_mode="rw-rw----")
+
+
+async def get(reader_writer: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bytes:
+    reader, writer = reader_writer
+    client = RawClient(reader, writer)
+    response = await client.request("GET", "/", headers={"Connection": "close"})
+    await client.close()
+    return response.body
+
+
+async def test_several_addresses() -> None:
+    async with Server(where, bind=("127.0.0.1:0", "127.0.0.1:0")) as server:
+        assert len(server.addresses) == 2
+        for host, port in server.addresses:
+            assert await get(await asyncio.open_connection(host, port)) == (
+                b"127.0.0.1|127.0.0.1")
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback on this machine")
+async def test_ipv6() -> None:
+    async with Server(where, bind=("[::1]:0",)) as server:
+        host, port = server.addresses[0]
+        assert host == "::1"
+        assert server.url == f"http://[::1]:{port}"
+        assert await get(await asyncio.open_connection("::1", port)) == b"::1|::1"
+
+
+async def test_unix_socket_with_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    path.touch()  # a stale file is not a socket: refuse to remove it
+    with pytest.raises(OSError, match=re.escape(f"cannot listen on unix:{path}")):
+        async with Server(where, uds=str(path)):
+            pass
+    path.unlink()
+    async with Server(where, uds=str(path), uds_mode="600") as server:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert server.urls == [f"unix:{path}"]
+        assert await get(await asyncio.open_unix_connection(str(path))) == (
+            f"|{path}".encode())
+    # the socket file left behind is replaced on the next start
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    async with Server(where, bind=(f"unix:{path}",)):
+        assert await get(await asyncio.open_unix_connection(str(path))) == (
+            f"|{path}".encode())
+
+
+async def test_inherited_socket() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    async with Server(where, fd=sock.detach()) as server:
+        assert server.addresses == [("127.0.0.1", port)]
+        assert await get(await asyncio.open_connection("127.0.0.1", port)) == (
+            b"127.0.0.1|127.0.0.1")
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    """LISTEN_FDS/LISTEN_PID, as systemd passes sockets: fd 3 onwards."""
+    (tmp_path / "sdapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'activated']\n")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    fd = sock.fileno()
+    # the shell moves the socket to fd 3 and sets LISTEN_PID to its own pid, which exec keeps
+    command = (f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec {sys.executable} -m aiowsgi "
+               f"serve sdapp:app --app-dir {tmp_path}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(["bash", "-c", command], pass_fds=(fd,), env=env,
+                            stderr=subprocess.PIPE, text=True)
+    sock.close()
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"serving http://127.0.0.1:{port}" in line, line
+
+        async def fetch() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            response = await read_response(reader)
+            writer.close()
+            await writer.wait_closed()
+            return response.body
+
+        assert asyncio.run(fetch()) == b"activated"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
