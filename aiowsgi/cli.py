@@ -27,6 +27,7 @@ _GROUPS = {
     "binding": "where to listen",
     "application": "the application",
     "proxy": "behind a reverse proxy",
+    "logging": "logging",
     "runtime": "runtime",
     "capacity": "capacity (past a limit the answer is 503 or 504)",
     "limits": "limits (a request past one gets a 4xx answer)",
@@ -92,7 +93,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         kind = option_type(f)
         unit = f" ({meta['unit']})" if meta.get("unit") else ""
-        help_text = f"{meta['help']}{unit} Default: {f.default}."
+        help_text = f"{meta['help']}{unit} Default: {f.default}.".replace("%", "%%")
         group = groups[meta["group"]]
         if kind is bool:
             group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from .accesslog import DEFAULT_FORMAT as DEFAULT_ACCESS_FORMAT
+from .accesslog import check_format as check_access_format
 from .proxy import TrustedProxies
 
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -77,6 +79,17 @@ class Config:
     forwarded_allow_ips: str = _opt("127.0.0.1,::1", "The trusted proxies: IP addresses "
                                     "and networks, separated by commas; '*' trusts every "
                                     "peer, 'unix' peers on a Unix socket.", group="proxy")
+
+    # -- logging ---------------------------------------------------------------
+    access_log: bool = _opt(True, "Log one line per request to the 'aiowsgi.access' logger "
+                            "(at level info).", group="logging")
+    access_log_format: str = _opt(DEFAULT_ACCESS_FORMAT, "Format of an access log line, with "
+                                  "gunicorn's atoms: h client, r request line, s status, "
+                                  "b bytes, L seconds and more (see the README).",
+                                  group="logging")
+    log_config: str = _opt("", "A logging configuration file: JSON (dictConfig) or INI "
+                           "(fileConfig); replaces the default stderr handler.",
+                           group="logging")
 
     # -- runtime ---------------------------------------------------------------
     loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
@@ -168,6 +181,10 @@ class Config:
             TrustedProxies.parse(self.forwarded_allow_ips)
         except ValueError as exc:
             raise ConfigError("forwarded_allow_ips", str(exc)) from None
+        try:
+            check_access_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError("access_log_format", str(exc)) from None
         if self.root_path and (not self.root_path.startswith("/")
                                or self.root_path.endswith("/")):
             raise ConfigError("root_path", "must be empty or start with '/' and not end "

@@ -12,10 +12,11 @@ import asyncio
 import io
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from . import http11
+from . import accesslog, http11
 from .body import BodyBuffer
 from .handoff import ClientGone, Handoff
 from .http11 import HTTPError, Request
@@ -49,9 +50,9 @@ class ServerState:
     to the thread pool: ``capacity`` threads run application calls, and at most
     ``max_queue`` more wait in the pool's FIFO queue."""
 
-    __slots__ = ("abandoned", "active", "admit_limit", "app", "body_memory", "config",
-                 "connections", "executor", "io", "max_connections", "refused", "shutting_down",
-                 "tick", "trusted")
+    __slots__ = ("abandoned", "access", "active", "admit_limit", "app", "body_memory",
+                 "config", "connections", "executor", "io", "max_connections", "refused",
+                 "shutting_down", "tick", "trusted")
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
@@ -68,6 +69,7 @@ class ServerState:
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
+        self.access = accesslog.enabled(config.access_log)  # decided once, at start
         # whose forwarding headers are believed (None: nobody's)
         self.trusted = (TrustedProxies.parse(config.forwarded_allow_ips)
                         if config.proxy_headers else None)
@@ -146,7 +148,8 @@ class _QueueTimeout(Exception):
 
 class HTTPConnection:
     __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_proxied",
-                 "deadline", "idle", "loop", "reader", "state", "task", "transport", "writer")
+                 "_sent", "deadline", "idle", "loop", "reader", "state", "task", "transport",
+                 "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
@@ -166,6 +169,7 @@ class HTTPConnection:
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
         self._eof = self._lost = False
+        self._sent = 0  # response bytes of the current request, for the access log
         protocol.on_lost = self._on_lost
         protocol.on_eof = self._on_eof
         state.connections.add(self)
@@ -375,6 +379,8 @@ class HTTPConnection:
             return False
         state.active += 1
         self._handoff, self._disconnected = handoff, disconnected
+        if state.access:
+            started, self._sent = time.perf_counter(), 0
         try:
             keep_alive = await self._write_response(handoff)
         except _QueueTimeout:
@@ -398,6 +404,10 @@ class HTTPConnection:
         finally:
             self._handoff = self._disconnected = None
         state.release()
+        if state.access:
+            duration = time.perf_counter() - started
+            accesslog.write(config.access_log_format, environ, call.status, self._sent,
+                            time.time() - duration, duration)
         return keep_alive
 
     def _give_up(self, handoff: Handoff, disconnected: Disconnected, error: ClientGone,
@@ -455,6 +465,7 @@ class HTTPConnection:
                 elif type(item) is Finish:
                     if item.data:
                         write(item.data)
+                    self._sent += written + len(item.data)
                     await self._drain()
                     return item.keep_alive
                 elif type(item) is SendFile:
@@ -466,6 +477,7 @@ class HTTPConnection:
                     await self._abort_after_flush()
                     return False
             if written:
+                self._sent += written
                 await self._drain()
                 handoff.release(written)
             items = await handoff.take()

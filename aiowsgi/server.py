@@ -8,8 +8,11 @@ owns the event loop and the SIGINT/SIGTERM handlers, and puts the old handlers b
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
+import json
 import logging
+import logging.config
 import os
 import signal
 import socket
@@ -392,8 +395,21 @@ def _systemd_sockets() -> tuple[str, ...]:
     return tuple(f"fd://{fd}" for fd in range(3, 3 + int(count)))
 
 
-def configure_logging(level: str) -> None:
-    """Log aiowsgi's messages to stderr unless the program configured logging itself."""
+def configure_logging(level: str, log_config: str = "") -> None:
+    """Apply ``log_config`` (JSON for dictConfig, else INI for fileConfig); without one,
+    log aiowsgi's messages to stderr unless the program configured logging itself."""
+    if log_config:
+        try:
+            if log_config.endswith(".json"):
+                with open(log_config, encoding="utf-8") as file:
+                    logging.config.dictConfig(json.load(file))
+            else:
+                logging.config.fileConfig(log_config, disable_existing_loggers=False)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                configparser.Error) as exc:
+            raise ConfigError("log_config", f"cannot use {log_config!r}: "
+                              f"{type(exc).__name__}: {exc}") from None
+        return
     logger = logging.getLogger("aiowsgi")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
@@ -413,7 +429,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
         if activated:
             config = config.replace(bind=activated)
     factory = loop_factory(config.loop)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_config)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(_serve_until_signalled(app, config))
 
