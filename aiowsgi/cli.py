@@ -27,6 +27,7 @@ _GROUPS = {
     "binding": "where to listen",
     "application": "the application",
     "proxy": "behind a reverse proxy",
+    "tls": "TLS (HTTPS)",
     "logging": "logging",
     "runtime": "runtime",
     "capacity": "capacity (past a limit the answer is 503 or 504)",

@@ -68,6 +68,15 @@ class Config:
     backlog: int = _opt(2048, "Length of the listen queue.", group="binding",
                         minimum=1, maximum=65535)
 
+    # -- TLS -------------------------------------------------------------------
+    ssl_certfile: str = _opt("", "Serve HTTPS with this certificate (PEM; may hold the key "
+                             "and the chain too).", group="tls")
+    ssl_keyfile: str = _opt("", "The certificate's private key (PEM), if not in the "
+                            "certificate file.", group="tls")
+    ssl_keyfile_password: str = _opt("", "Password of an encrypted private key.", group="tls")
+    ssl_ca_certs: str = _opt("", "Require client certificates signed by these CAs (PEM).",
+                             group="tls")
+
     # -- application -----------------------------------------------------------
     root_path: str = _opt("", "URL prefix the application is mounted under: it becomes "
                           "SCRIPT_NAME and is stripped from PATH_INFO.", group="application")
@@ -173,6 +182,9 @@ class Config:
                 parse_bind(spec)
             except ValueError as exc:
                 raise ConfigError("bind", str(exc)) from None
+        if (self.ssl_keyfile or self.ssl_ca_certs) and not self.ssl_certfile:
+            name = "ssl_keyfile" if self.ssl_keyfile else "ssl_ca_certs"
+            raise ConfigError(name, "needs ssl_certfile too")
         if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
                                   and len(self.uds_mode) <= 4):
             raise ConfigError("uds_mode", f"expected octal permissions such as 660 "

@@ -16,6 +16,7 @@ import logging.config
 import os
 import signal
 import socket
+import ssl
 import stat
 import threading
 from collections.abc import Callable
@@ -76,6 +77,12 @@ class Server:
         state = self._state = ServerState(self.app, config, self._executor, self._io)
 
         loop = asyncio.get_running_loop()
+        try:
+            tls = _tls_context(config)
+        except ConfigError:
+            self._executor.shutdown(wait=False)
+            self._io.shutdown(wait=False)
+            raise
         # asyncio's head read stops at `limit` bytes before the CRLF CRLF terminator
         limit = config.max_header_size - 4
 
@@ -96,7 +103,7 @@ class Server:
 
         try:
             for where in self._places():
-                self._servers.append(await self._listen(loop, new_protocol, where))
+                self._servers.append(await self._listen(loop, new_protocol, where, tls))
         except BaseException:
             for server in self._servers:
                 server.close()
@@ -118,23 +125,26 @@ class Server:
         return places or [Listen("tcp", host=config.host, port=config.port)]
 
     async def _listen(self, loop: asyncio.AbstractEventLoop,
-                      new_protocol: Callable[[], StreamProtocol], where: Listen) -> asyncio.Server:
+                      new_protocol: Callable[[], StreamProtocol], where: Listen,
+                      tls: ssl.SSLContext | None) -> asyncio.Server:
         config = self.config
         try:
             if where.kind == "unix":
                 if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
                     os.unlink(where.path)  # a stale socket from an earlier run
                 server = await loop.create_unix_server(new_protocol, where.path,
-                                                       backlog=config.backlog)
+                                                       backlog=config.backlog, ssl=tls)
                 if config.uds_mode:
                     os.chmod(where.path, int(config.uds_mode, 8))
                 return server
             if where.kind == "fd":
                 sock = socket.socket(fileno=where.fd)
                 sock.setblocking(False)
-                return await loop.create_server(new_protocol, sock=sock, backlog=config.backlog)
+                return await loop.create_server(new_protocol, sock=sock, backlog=config.backlog,
+                                                ssl=tls)
             return await loop.create_server(new_protocol, where.host, where.port,
-                                            backlog=config.backlog, reuse_address=True)
+                                            backlog=config.backlog, reuse_address=True,
+                                            ssl=tls)
         except OSError as exc:
             place = {"unix": f"unix:{where.path}", "fd": f"fd://{where.fd}"}.get(
                 where.kind, f"{where.host}:{where.port}")
@@ -278,10 +288,15 @@ class Server:
         urls = []
         for sock in self.sockets:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
-                urls.append(_url(*sock.getsockname()[:2]))
+                host, port = sock.getsockname()[:2]
+                urls.append(_url(host, port, self._scheme))
             else:
                 urls.append(f"unix:{sock.getsockname()}")
         return urls
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.config.ssl_certfile else "http"
 
     @property
     def host(self) -> str:
@@ -294,7 +309,7 @@ class Server:
     @property
     def url(self) -> str:
         """The base URL of the first listening socket, e.g. ``http://127.0.0.1:8000``."""
-        return _url(*self._first())
+        return _url(*self._first(), self._scheme)
 
     def make_url(self, path: str = "/") -> str:
         """An absolute URL on this server: ``make_url("/users?page=2")``."""
@@ -350,10 +365,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, scheme: str = "http") -> str:
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 async def serve(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
@@ -380,6 +395,29 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; a bad file is a ConfigError."""
+    if not config.ssl_certfile:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile or None,
+                                config.ssl_keyfile_password or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("ssl_certfile", f"cannot load {config.ssl_certfile!r}"
+                          f"{' with ' + repr(config.ssl_keyfile) if config.ssl_keyfile else ''}"
+                          f": {exc}") from None
+    if config.ssl_ca_certs:
+        try:
+            context.load_verify_locations(config.ssl_ca_certs)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("ssl_ca_certs", f"cannot load {config.ssl_ca_certs!r}: "
+                              f"{exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _systemd_sockets() -> tuple[str, ...]:
