@@ -169,6 +169,10 @@ class Config:
     send_timeout: float = _opt(30.0, "Longest wait for a client to accept response bytes; "
                                "past it the response is aborted.", group="timeouts",
                                unit="seconds", minimum=0.001)
+    shutdown_delay: float = _opt(0.0, "After SIGTERM or SIGINT, keep accepting and serving "
+                                 "for this long before the graceful shutdown, so that a load "
+                                 "balancer can stop sending traffic first.", group="timeouts",
+                                 unit="seconds", minimum=0.0)
     graceful_timeout: float = _opt(30.0, "On shutdown, time in-flight requests get to finish.",
                                    group="timeouts", unit="seconds", minimum=0.0)
 

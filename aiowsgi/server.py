@@ -480,13 +480,25 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     received: list[int] = []
     tasks: set[asyncio.Future[None]] = set()
 
+    hurry = asyncio.Event()
+
+    async def stop(signum: signal.Signals) -> None:
+        if config.shutdown_delay:
+            log.info("%s received: still serving for %gs (shutdown_delay), then shutting "
+                     "down gracefully", signum.name, config.shutdown_delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), config.shutdown_delay)
+        else:
+            log.info("%s received: shutting down gracefully", signum.name)
+        await server.shutdown()
+
     def on_signal(signum: signal.Signals) -> None:
         received.append(signum)
         if len(received) == 1:
-            log.info("%s received: shutting down gracefully", signum.name)
-            tasks.add(asyncio.ensure_future(server.shutdown()))
+            tasks.add(asyncio.ensure_future(stop(signum)))
         else:
             log.info("%s received again: closing every connection now", signum.name)
+            hurry.set()
             server.abort()
 
     if threading.current_thread() is threading.main_thread():

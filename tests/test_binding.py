@@ -158,3 +158,38 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_shutdown_delay_keeps_serving_after_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "delayapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'still here']\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiowsgi", "serve", "delayapp:app", "--app-dir", str(tmp_path),
+         "--port", "0", "--shutdown-delay", "3", "--no-access-log"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        proc.send_signal(signal.SIGTERM)
+        assert "still serving for 3s (shutdown_delay)" in proc.stderr.readline()
+
+        async def fetch() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            response = await read_response(reader)
+            writer.close()
+            await writer.wait_closed()
+            return response.body
+
+        assert asyncio.run(fetch()) == b"still here"  # accepted during the delay
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
