@@ -18,7 +18,8 @@ from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, option_choices, option_type
-from .server import run
+from .server import configure_logging, run
+from .supervisor import supervise, worker_command
 from .wsgi import WSGIApp
 
 ENV_PREFIX = "AIOWSGI_"
@@ -208,6 +209,11 @@ def main(argv: Sequence[str] | None = None,
         print(f"aiowsgi: error: {exc}", file=sys.stderr)
         return 1
     try:
+        if config.workers > 1:
+            configure_logging(config.log_level, config.log_config)
+            argv = worker_command(spec) + (["--factory"] if factory else []) + (
+                ["--app-dir", app_dir] if app_dir is not None else [])
+            return supervise(argv, config)
         run(app, config)
     except ConfigError as exc:
         print(f"aiowsgi: error: {_option_message(exc)}", file=sys.stderr)

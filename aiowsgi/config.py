@@ -105,6 +105,9 @@ class Config:
                           group="runtime")
     threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
                         minimum=1, maximum=1024)
+    workers: int = _opt(1, "Server processes sharing the listening sockets, kept alive by a "
+                        "supervisor (command line only).", group="runtime", minimum=1,
+                        maximum=1024)
     log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime")
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
                                group="runtime")

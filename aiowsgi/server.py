@@ -27,6 +27,7 @@ from .config import Config, ConfigError, Listen, parse_bind
 from .connection import HTTPConnection, ServerState, StreamProtocol
 from .http11 import error_response
 from .pool import WorkerPool
+from .supervisor import signal_ready
 from .wsgi import WSGIApp
 
 log = logging.getLogger("aiowsgi.error")
@@ -509,6 +510,7 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
         async with server:
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
                      _loop_name(loop), config.threads)
+            signal_ready()
             await server.serve_forever()
         log.info("shutdown complete")
     finally:

@@ -1,0 +1,252 @@
+"""``--workers N``: N server processes sharing the listening sockets, kept alive.
+
+The supervisor binds every socket itself, then starts each worker as a fresh
+``python -m aiowsgi serve`` process that inherits them (``fd://N``) and gets its
+options through ``AIOWSGI_*`` variables; no event loop, thread or application exists in
+the supervisor, so nothing is forked in an odd state.  Because the sockets stay open in
+the supervisor, a connection that arrives while workers come and go waits in the listen
+queue instead of being refused.
+
+Signals: SIGTERM/SIGINT drain every worker (a second one closes everything at once);
+SIGHUP replaces the workers one by one, each new one serving before its old one stops.
+A worker that dies is restarted; one that keeps dying at start stops the supervisor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import select
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .config import Config, Listen, parse_bind
+
+log = logging.getLogger("aiowsgi.error")
+
+READY_FD_ENV = "AIOWSGI_READY_FD"
+_START_TIMEOUT = 60.0  # seconds a new worker has to start serving
+_CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
+_MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """The listening sockets for ``config``'s places, inheritable by workers."""
+    places = [parse_bind(spec) for spec in config.bind]
+    if config.uds:
+        places.append(Listen("unix", path=config.uds))
+    if config.fd >= 0:
+        places.append(Listen("fd", fd=config.fd))
+    places = places or [Listen("tcp", host=config.host, port=config.port)]
+    sockets: list[socket.socket] = []
+    for where in places:
+        try:
+            if where.kind == "unix":
+                if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
+                    os.unlink(where.path)
+                sock = socket.socket(socket.AF_UNIX)
+                sock.bind(where.path)
+                if config.uds_mode:
+                    os.chmod(where.path, int(config.uds_mode, 8))
+                sock.listen(config.backlog)
+            elif where.kind == "fd":
+                sock = socket.socket(fileno=where.fd)
+            else:
+                family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+                sock = socket.create_server((where.host, where.port), family=family,
+                                            backlog=config.backlog, reuse_port=False)
+        except OSError as exc:
+            for opened in sockets:
+                opened.close()
+            raise OSError(exc.errno, f"cannot listen on {where.host or where.path}"
+                          f"{':' + str(where.port) if where.kind == 'tcp' else ''}: "
+                          f"{exc.strerror or exc}") from exc
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
+def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
+    """``config`` as AIOWSGI_* variables for a worker: its own options, the inherited
+    sockets, and one worker."""
+    env = {}
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        value: Any = getattr(config, f.name)
+        if value == getattr(defaults, f.name):
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        env["AIOWSGI_" + f.name.upper()] = str(value)
+    for name in ("AIOWSGI_UDS", "AIOWSGI_FD", "AIOWSGI_HOST", "AIOWSGI_PORT"):
+        env.pop(name, None)
+    env["AIOWSGI_BIND"] = ",".join(f"fd://{sock.fileno()}" for sock in sockets)
+    env["AIOWSGI_WORKERS"] = "1"
+    return env
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen[bytes], started: float) -> None:
+        self.proc = proc
+        self.started = started
+
+
+class Supervisor:
+    def __init__(self, argv: list[str], config: Config, environ: dict[str, str]) -> None:
+        self.argv = argv  # the worker command, without options
+        self.config = config
+        self.sockets = bind_sockets(config)
+        self.env = {**environ, **_option_env(config, self.sockets)}
+        self.workers: list[Worker] = []
+        self.stopping = 0  # signals received that ask to stop
+        self.reload = False
+        self.crashes = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    def urls(self) -> list[str]:
+        out = []
+        for sock in self.sockets:
+            name = sock.getsockname()
+            out.append(f"unix:{name}" if sock.family == socket.AF_UNIX else
+                       f"http://{'[' + name[0] + ']' if ':' in name[0] else name[0]}:{name[1]}")
+        return out
+
+    def spawn(self) -> Worker | None:
+        """Start a worker and wait until it serves; None if it failed to."""
+        ready_r, ready_w = os.pipe()
+        env = {**self.env, READY_FD_ENV: str(ready_w)}
+        fds = [sock.fileno() for sock in self.sockets] + [ready_w]
+        proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
+        os.close(ready_w)
+        try:
+            ready, _, _ = select.select([ready_r], [], [], _START_TIMEOUT)
+            ok = bool(ready) and os.read(ready_r, 1) == b"1"
+        finally:
+            os.close(ready_r)
+        if not ok:
+            log.error("worker %d did not start serving", proc.pid)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            return None
+        return Worker(proc, time.monotonic())
+
+    def run(self) -> int:
+        signal.set_wakeup_fd(self._wake_w)
+        previous = {sig: signal.signal(sig, self._on_signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)}
+        try:
+            for _ in range(self.config.workers):
+                worker = self.spawn()
+                if worker is None:
+                    self._stop(signal.SIGTERM)
+                    return 1
+                self.workers.append(worker)
+            log.info("aiowsgi supervisor (pid %d) serving %s with %d workers", os.getpid(),
+                     ", ".join(self.urls()), len(self.workers))
+            while not self.stopping:
+                select.select([self._wake_r], [], [], 1.0)
+                self._drain_wakeups()
+                if self.stopping:
+                    break
+                if self.reload:
+                    self.reload = False
+                    self._replace_all()
+                if not self._reap_and_restart():
+                    self._stop(signal.SIGTERM)
+                    return 1
+            self._stop(signal.SIGTERM if self.stopping == signal.SIGTERM else signal.SIGINT)
+            log.info("supervisor: every worker has stopped")
+            return 0
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(-1)
+            for sock in self.sockets:
+                sock.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            if self.stopping:  # a second one: the workers close everything at once
+                for worker in self.workers:
+                    if worker.proc.poll() is None:
+                        worker.proc.send_signal(signal.SIGINT)
+            self.stopping = self.stopping or signum
+        elif signum == signal.SIGHUP:
+            self.reload = True
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _reap_and_restart(self) -> bool:
+        for index, worker in enumerate(self.workers):
+            code = worker.proc.poll()
+            if code is None:
+                continue
+            lived = time.monotonic() - worker.started
+            log.warning("worker %d exited with status %s; starting another", worker.proc.pid,
+                        code)
+            self.crashes = self.crashes + 1 if lived < _CRASH_WINDOW else 0
+            if self.crashes >= _MAX_CRASHES:
+                log.error("workers keep dying at start; giving up")
+                return False
+            new = self.spawn()
+            if new is None:
+                return False
+            self.workers[index] = new
+        return True
+
+    def _replace_all(self) -> None:
+        log.info("SIGHUP: replacing %d workers one by one", len(self.workers))
+        for index, old in enumerate(list(self.workers)):
+            new = self.spawn()
+            if new is None:
+                log.error("a new worker failed to start; keeping the old ones")
+                return
+            self.workers[index] = new
+            old.proc.send_signal(signal.SIGTERM)
+            old.proc.wait()
+
+    def _stop(self, signum: int) -> None:
+        for worker in self.workers:
+            if worker.proc.poll() is None:
+                worker.proc.send_signal(signum)
+        for worker in self.workers:
+            worker.proc.wait()
+
+
+def supervise(argv: list[str], config: Config) -> int:
+    """Run ``config.workers`` workers of ``argv`` until SIGTERM/SIGINT; the exit status."""
+    supervisor = Supervisor(argv, config, dict(os.environ))
+    return supervisor.run()
+
+
+def signal_ready() -> None:
+    """In a worker: tell the supervisor that this process serves now."""
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None and fd.isdigit():
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:
+            pass
+
+
+def worker_command(app: str) -> list[str]:
+    return [sys.executable, "-m", "aiowsgi", "serve", app]

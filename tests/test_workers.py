@@ -1,0 +1,159 @@
+"""--workers: several processes on the same sockets, restarted, replaced, drained."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAFETY = 30.0
+
+APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + SAFETY
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+class Supervised:
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        (tmp_path / "pidapp.py").write_text(APP)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiowsgi", "serve", "pidapp:app", "--app-dir",
+             str(tmp_path), "--port", "0", "--workers", "2", "--no-access-log", *extra],
+            env=env, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stderr is not None
+        self.port = 0
+        deadline = time.monotonic() + SAFETY
+        while not self.port:
+            assert time.monotonic() < deadline
+            line = self.proc.stderr.readline()
+            assert line, "the supervisor exited"
+            if "supervisor" in line:
+                self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for _ in self.proc.stderr:
+            pass
+
+    def get(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=SAFETY) as r:
+            return int(r.read())
+
+    def workers(self) -> set[int]:
+        return children(self.proc.pid)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(SAFETY)
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[Supervised]:
+    server = Supervised(tmp_path)
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            for pid in server.workers():
+                os.kill(pid, signal.SIGKILL)
+            server.proc.kill()
+            server.proc.wait()
+        if server.proc.stderr is not None:
+            server.proc.stderr.close()
+
+
+def test_workers_serve_and_drain_on_sigterm(supervised: Supervised) -> None:
+    workers = supervised.workers()
+    assert len(workers) == 2
+    assert supervised.get() in workers
+    assert supervised.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_a_dead_worker_is_replaced(supervised: Supervised) -> None:
+    first = supervised.workers()
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in supervised.workers() and len(supervised.workers()) == 2,
+             "a replacement worker")
+    assert supervised.get() in supervised.workers()
+    assert supervised.stop() == 0
+
+
+def test_sighup_replaces_every_worker_without_refusing_a_connection(
+        supervised: Supervised) -> None:
+    before = supervised.workers()
+    failures: list[BaseException] = []
+    served = 0
+    done = threading.Event()
+
+    def hammer() -> None:
+        nonlocal served
+        while not done.is_set():
+            try:
+                supervised.get()
+                served += 1
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                failures.append(exc)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        wait_for(lambda: served > 10, "requests before the reload")
+        supervised.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(supervised.workers()) == 2 and not (supervised.workers() & before),
+                 "every worker replaced")
+        count = served
+        wait_for(lambda: served > count + 10, "requests after the reload")
+    finally:
+        done.set()
+        thread.join(SAFETY)
+    assert failures == []
+    assert supervised.stop() == 0
+
+
+def test_an_app_that_cannot_load_exits_1_before_any_worker(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aiowsgi", "serve", "nosuchmodule:app", "--workers", "2"],
+        capture_output=True, text=True, timeout=SAFETY, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "aiowsgi: error: cannot import module 'nosuchmodule': No module named 'nosuchmodule'"]
