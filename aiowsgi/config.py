@@ -126,6 +126,9 @@ class Config:
     max_body_memory: int = _opt(64 * MiB, "Request bodies held in memory by all requests "
                                 "together; past it bodies are spooled to disk.",
                                 group="capacity", unit="bytes", minimum=0)
+    max_requests: int = _opt(0, "Shut down gracefully after this many requests (0: never); "
+                             "with --workers, or under gunicorn, a fresh worker takes over.",
+                             group="capacity", minimum=0)
     request_timeout: float = _opt(0.0, "Time an application has to start its response; "
                                   "past it the client gets 504 and the thread is "
                                   "abandoned (0: no limit).", group="capacity",

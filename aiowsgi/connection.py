@@ -50,9 +50,25 @@ class ServerState:
     to the thread pool: ``capacity`` threads run application calls, and at most
     ``max_queue`` more wait in the pool's FIFO queue."""
 
-    __slots__ = ("abandoned", "access", "active", "admit_limit", "app", "body_memory",
-                 "config", "connections", "executor", "io", "max_connections", "refused",
-                 "shutting_down", "tick", "trusted")
+    __slots__ = (
+        "abandoned",
+        "access",
+        "active",
+        "admit_limit",
+        "app",
+        "body_memory",
+        "config",
+        "connections",
+        "executor",
+        "io",
+        "max_connections",
+        "on_max_requests",
+        "refused",
+        "requests",
+        "shutting_down",
+        "tick",
+        "trusted",
+    )
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
@@ -68,6 +84,8 @@ class ServerState:
         self.admit_limit = config.threads + config.max_queue  # past it a request gets 503
         self.body_memory = 0  # bytes of request bodies held in memory
         self.refused = 0  # connections refused at the connection limit
+        self.requests = 0  # application calls started, all told
+        self.on_max_requests: Callable[[], object] | None = None  # set by the server
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
         self.access = accesslog.enabled(config.access_log)  # decided once, at start
         # whose forwarding headers are believed (None: nobody's)
@@ -378,6 +396,9 @@ class HTTPConnection:
             self.transport.write(http11.error_response(503, "server is shutting down"))
             return False
         state.active += 1
+        state.requests += 1
+        if state.requests == config.max_requests and state.on_max_requests is not None:
+            state.on_max_requests()
         self._handoff, self._disconnected = handoff, disconnected
         if state.access:
             started, self._sent = time.perf_counter(), 0

@@ -62,6 +62,7 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._abort_now: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._retiring: asyncio.Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -114,6 +115,12 @@ class Server:
             raise
         state.max_connections = _connections_allowed(config.max_connections)
         self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
+
+        def retire() -> None:
+            log.info("max_requests=%d reached: shutting down gracefully", config.max_requests)
+            self._retiring = asyncio.ensure_future(self.shutdown())
+
+        state.on_max_requests = retire
         log.debug("listening on %s", ", ".join(self.urls))
 
     def _places(self) -> list[Listen]:
@@ -176,6 +183,7 @@ class Server:
             "threads_abandoned": state.abandoned,
             "body_memory": state.body_memory,
             "connections_refused": state.refused,
+            "requests_total": state.requests,
         }
 
     async def serve_forever(self) -> None:
@@ -196,6 +204,11 @@ class Server:
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown(timeout))
         await asyncio.shield(self._shutdown_task)
+
+    @property
+    def is_serving(self) -> bool:
+        """Started and not shutting down."""
+        return self._stopping is not None and not self._stopping.is_set()
 
     def abort(self) -> None:
         """Make a shutdown in progress close every connection now."""

@@ -200,9 +200,10 @@ class Supervisor:
             if code is None:
                 continue
             lived = time.monotonic() - worker.started
-            log.warning("worker %d exited with status %s; starting another", worker.proc.pid,
-                        code)
-            self.crashes = self.crashes + 1 if lived < _CRASH_WINDOW else 0
+            (log.info if code == 0 else log.warning)(
+                "worker %d exited with status %s; starting another", worker.proc.pid, code)
+            crashed = code != 0 and lived < _CRASH_WINDOW  # max_requests exits with 0
+            self.crashes = self.crashes + 1 if crashed else 0
             if self.crashes >= _MAX_CRASHES:
                 log.error("workers keep dying at start; giving up")
                 return False

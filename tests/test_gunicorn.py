@@ -1,0 +1,140 @@
+"""aiowsgi as a gunicorn worker, and max_requests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiowsgi import Server
+from aiowsgi.gunicorn import config_from
+
+from .http import RawClient
+
+pytest.importorskip("gunicorn")
+ROOT = Path(__file__).resolve().parent.parent
+SAFETY = 30.0
+
+APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(port: int) -> int:
+    deadline = time.monotonic() + SAFETY
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+                return int(r.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # the arbiter binds before the worker is up: retry connecting
+
+
+@pytest.fixture
+def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
+    (tmp_path / "gapp.py").write_text(APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
+         "-b", f"127.0.0.1:{port}", "--max-requests", "3", "--graceful-timeout", "10",
+         "--chdir", str(tmp_path), "gapp:app"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def test_gunicorn_worker_serves_restarts_and_drains(
+        arbiter: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = arbiter
+    first = [get(port) for _ in range(3)]
+    assert len(set(first)) == 1  # one worker served three requests...
+    assert get(port) != first[0]  # ...and max_requests=3 made the arbiter start another
+    before = get(port)
+    proc.send_signal(signal.SIGHUP)  # graceful reload: a new worker
+    deadline = time.monotonic() + SAFETY
+    while get(port) == before:
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(SAFETY) == 0
+
+
+def test_gunicorn_settings_map_to_options() -> None:
+    class Cfg:
+        threads, keepalive, graceful_timeout = 4, 2, 15
+        worker_connections, limit_request_line, limit_request_fields = 500, 0, 50
+
+    config = config_from(Cfg())
+    assert (config.threads, config.keepalive_timeout, config.graceful_timeout) == (4, 2.0, 15.0)
+    assert (config.max_connections, config.max_header_count) == (500, 50)
+    assert config.max_request_line == 8192  # gunicorn's 0 means no limit: ours stays
+
+
+def pid_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"x"]
+
+
+async def test_max_requests_shuts_the_server_down_gracefully() -> None:
+    async with Server(pid_app, port=0, max_requests=2) as server:
+        client = await RawClient.connect(server.host, server.port)
+        assert (await client.request()).status == 200
+        second = await client.request()
+        assert second.status == 200
+        assert second.header("Connection") == "close"
+        assert await client.closed_by_server()
+        await server.serve_forever()  # returns: the server is shutting down by itself
+        assert not server.is_serving
+
+
+def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) -> None:
+    (tmp_path / "pidapp.py").write_text(APP)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiowsgi", "serve", "pidapp:app", "--app-dir", str(tmp_path),
+         "--port", "0", "--workers", "2", "--max-requests", "5", "--no-access-log"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        port = 0
+        while not port:
+            line = proc.stderr.readline()
+            assert line
+            if "supervisor" in line:
+                port = int(line.split("127.0.0.1:")[1].split()[0])
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+        pids = [get(port) for _ in range(30)]
+        assert len(set(pids)) >= 4  # 30 requests, at most 5 per worker
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(SAFETY) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
