@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None,
         print(f"aiowsgi: error: {exc}", file=sys.stderr)
         return 1
     try:
-        if config.workers > 1:
+        if config.workers > 1 or config.reload:
             configure_logging(config.log_level, config.log_config)
             argv = worker_command(spec) + (["--factory"] if factory else []) + (
                 ["--app-dir", app_dir] if app_dir is not None else [])

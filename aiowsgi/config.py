@@ -105,6 +105,10 @@ class Config:
                           group="runtime")
     threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
                         minimum=1, maximum=1024)
+    reload: bool = _opt(False, "Restart the server when a Python file changes, keeping its "
+                        "socket (development; needs the 'reload' extra).", group="runtime")
+    reload_dir: Binds = _opt((), "Directories --reload watches; repeatable (default: the "
+                              "current directory).", group="runtime")
     workers: int = _opt(1, "Server processes sharing the listening sockets, kept alive by a "
                         "supervisor (command line only).", group="runtime", minimum=1,
                         maximum=1024)

@@ -14,6 +14,7 @@ A worker that dies is restarted; one that keeps dying at start stops the supervi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -23,10 +24,11 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
-from .config import Config, Listen, parse_bind
+from .config import Config, ConfigError, Listen, parse_bind
 
 log = logging.getLogger("aiowsgi.error")
 
@@ -90,6 +92,8 @@ def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
         env.pop(name, None)
     env["AIOWSGI_BIND"] = ",".join(f"fd://{sock.fileno()}" for sock in sockets)
     env["AIOWSGI_WORKERS"] = "1"
+    env.pop("AIOWSGI_RELOAD", None)
+    env.pop("AIOWSGI_RELOAD_DIR", None)
     return env
 
 
@@ -109,6 +113,7 @@ class Supervisor:
         self.stopping = 0  # signals received that ask to stop
         self.reload = False
         self.crashes = 0
+        self._watch_stop: threading.Event | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -141,6 +146,23 @@ class Supervisor:
             return None
         return Worker(proc, time.monotonic())
 
+    def watch(self, dirs: list[str]) -> None:
+        """--reload: replace the workers whenever a Python file under ``dirs`` changes."""
+        import watchfiles
+
+        self._watch_stop = threading.Event()
+
+        def changes() -> None:
+            for changed in watchfiles.watch(*dirs, watch_filter=watchfiles.PythonFilter(),
+                                            stop_event=self._watch_stop):
+                names = ", ".join(sorted(os.path.relpath(path) for _, path in changed)[:3])
+                log.info("%s changed: reloading", names)
+                self.reload = True
+                with contextlib.suppress(OSError):
+                    os.write(self._wake_w, b"r")
+
+        threading.Thread(target=changes, name="aiowsgi-reload", daemon=True).start()
+
     def run(self) -> int:
         signal.set_wakeup_fd(self._wake_w)
         previous = {sig: signal.signal(sig, self._on_signal)
@@ -172,6 +194,8 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(-1)
+            if self._watch_stop is not None:
+                self._watch_stop.set()
             for sock in self.sockets:
                 sock.close()
             os.close(self._wake_r)
@@ -214,7 +238,7 @@ class Supervisor:
         return True
 
     def _replace_all(self) -> None:
-        log.info("SIGHUP: replacing %d workers one by one", len(self.workers))
+        log.info("replacing %d worker(s) one by one", len(self.workers))
         for index, old in enumerate(list(self.workers)):
             new = self.spawn()
             if new is None:
@@ -234,7 +258,14 @@ class Supervisor:
 
 def supervise(argv: list[str], config: Config) -> int:
     """Run ``config.workers`` workers of ``argv`` until SIGTERM/SIGINT; the exit status."""
+    if config.reload:
+        try:
+            import watchfiles  # noqa: F401
+        except ImportError:
+            raise ConfigError("reload", "needs watchfiles: pip install 'aiowsgi[reload]'") from None
     supervisor = Supervisor(argv, config, dict(os.environ))
+    if config.reload:
+        supervisor.watch(list(config.reload_dir) or [os.getcwd()])
     return supervisor.run()
 
 
