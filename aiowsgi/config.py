@@ -96,6 +96,8 @@ class Config:
                                   "gunicorn's atoms: h client, r request line, s status, "
                                   "b bytes, L seconds and more (see the README).",
                                   group="logging")
+    metrics_bind: str = _opt("", "Serve Prometheus metrics at /metrics on this HOST:PORT "
+                             "(needs the 'metrics' extra).", group="logging")
     log_config: str = _opt("", "A logging configuration file: JSON (dictConfig) or INI "
                            "(fileConfig); replaces the default stderr handler.",
                            group="logging")
@@ -199,6 +201,16 @@ class Config:
         if (self.ssl_keyfile or self.ssl_ca_certs) and not self.ssl_certfile:
             name = "ssl_keyfile" if self.ssl_keyfile else "ssl_ca_certs"
             raise ConfigError(name, "needs ssl_certfile too")
+        if self.metrics_bind:
+            try:
+                where = parse_bind(self.metrics_bind)
+            except ValueError as exc:
+                raise ConfigError("metrics_bind", str(exc)) from None
+            if where.kind != "tcp":
+                raise ConfigError("metrics_bind", "expected HOST:PORT")
+            if self.workers > 1:
+                raise ConfigError("metrics_bind", "not with --workers yet: each worker "
+                                  "process has its own counters")
         if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
                                   and len(self.uds_mode) <= 4):
             raise ConfigError("uds_mode", f"expected octal permissions such as 660 "

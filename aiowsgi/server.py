@@ -23,6 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from . import metrics
 from .config import Config, ConfigError, Listen, parse_bind
 from .connection import HTTPConnection, ServerState, StreamProtocol
 from .http11 import error_response
@@ -519,14 +520,20 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
         for signum in signals:
             previous[signum] = signal.getsignal(signum)
             loop.add_signal_handler(signum, on_signal, signum)
+    stop_metrics = None
     try:
         async with server:
+            if config.metrics_bind:
+                stop_metrics = metrics.start(config.metrics_bind, server.stats)
+                log.info("metrics at http://%s/metrics", config.metrics_bind)
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
                      _loop_name(loop), config.threads)
             signal_ready()
             await server.serve_forever()
         log.info("shutdown complete")
     finally:
+        if stop_metrics is not None:
+            await asyncio.to_thread(stop_metrics)
         for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, handler)
