@@ -119,6 +119,7 @@ class Server:
 
         def retire() -> None:
             log.info("max_requests=%d reached: shutting down gracefully", config.max_requests)
+            state.shutting_down = True  # at once: this very response says Connection: close
             self._retiring = asyncio.ensure_future(self.shutdown())
 
         state.on_max_requests = retire

@@ -104,11 +104,14 @@ def pid_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iter
 async def test_max_requests_shuts_the_server_down_gracefully() -> None:
     async with Server(pid_app, port=0, max_requests=2) as server:
         client = await RawClient.connect(server.host, server.port)
-        assert (await client.request()).status == 200
-        second = await client.request()
-        assert second.status == 200
-        assert second.header("Connection") == "close"
-        assert await client.closed_by_server()
+        try:
+            assert (await client.request()).status == 200
+            second = await client.request()
+            assert second.status == 200
+            assert second.header("Connection") == "close"
+            assert await client.closed_by_server()
+        finally:
+            await client.close()
         await server.serve_forever()  # returns: the server is shutting down by itself
         assert not server.is_serving
 
