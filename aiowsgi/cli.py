@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, option_choices, option_type
-from .server import configure_logging, run
+from .server import configure_logging, run, with_systemd_sockets
 from .supervisor import supervise, worker_command
 from .wsgi import WSGIApp
 
@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None,
         return 1
     try:
         if config.workers > 1 or config.reload:
+            config = with_systemd_sockets(config)
             configure_logging(config.log_level, config.log_config)
             argv = worker_command(spec) + (["--factory"] if factory else []) + (
                 ["--app-dir", app_dir] if app_dir is not None else [])

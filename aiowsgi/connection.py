@@ -208,6 +208,11 @@ class HTTPConnection:
             if not self.transport.is_closing():
                 self.transport.close()
 
+    @property
+    def request_arriving(self) -> bool:
+        """Bytes of a next request are already here: closing now would lose it."""
+        return _buffered(self.reader) > 0
+
     def _on_eof(self) -> None:
         """The client closed its sending side.  It may still read (a half-close), so the
         response goes on; the application is told, and may stop early."""
@@ -485,6 +490,8 @@ class HTTPConnection:
                     written += len(item)
                 elif type(item) is Finish:
                     if item.data:
+                        if transport.is_closing():
+                            raise ClientGone("client closed the connection")
                         write(item.data)
                     self._sent += written + len(item.data)
                     await self._drain()
@@ -493,7 +500,7 @@ class HTTPConnection:
                     return await self._send_file(item)
                 else:
                     assert type(item) is Abort
-                    if item.data:
+                    if item.data and not transport.is_closing():
                         write(item.data)
                     await self._abort_after_flush()
                     return False
@@ -531,8 +538,11 @@ class HTTPConnection:
 
     async def _send_file(self, item: SendFile) -> bool:
         try:
+            if self.transport.is_closing():
+                raise ClientGone("client closed the connection")
             self.transport.write(item.head)
             sent = await self._sendfile(item.file, item.offset, item.count)
+            self._sent += len(item.head) + sent
         finally:
             await self.loop.run_in_executor(self.state.executor, item.close)
         if sent < item.count:

@@ -28,7 +28,7 @@ from .config import Config, ConfigError, Listen, parse_bind
 from .connection import HTTPConnection, ServerState, StreamProtocol
 from .http11 import error_response
 from .pool import WorkerPool
-from .supervisor import signal_ready
+from .supervisor import SUPERVISED_ENV, signal_ready
 from .wsgi import WSGIApp
 
 log = logging.getLogger("aiowsgi.error")
@@ -226,7 +226,7 @@ class Server:
         for server in self._servers:
             server.close()
         for conn in list(state.connections):
-            if conn.idle:
+            if conn.idle and not conn.request_arriving:
                 conn.transport.close()
         pending = {conn.task for conn in state.connections if conn.task is not None}
         loop = asyncio.get_running_loop()
@@ -436,6 +436,14 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def with_systemd_sockets(config: Config) -> Config:
+    """``config`` listening on the sockets systemd passed, when no address was given."""
+    if config.bind or config.uds or config.fd >= 0:
+        return config
+    activated = _systemd_sockets()
+    return config.replace(bind=activated) if activated else config
+
+
 def _systemd_sockets() -> tuple[str, ...]:
     """The sockets systemd passed (socket activation: LISTEN_FDS from fd 3 on), if any are
     meant for this process; the variables are removed so that children do not take them."""
@@ -477,11 +485,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
 
     A second signal during the graceful shutdown closes every connection at once.
     """
-    config = _config(config, options)
-    if not (config.bind or config.uds or config.fd >= 0):
-        activated = _systemd_sockets()
-        if activated:
-            config = config.replace(bind=activated)
+    config = with_systemd_sockets(_config(config, options))
     factory = loop_factory(config.loop)
     configure_logging(config.log_level, config.log_config)
     with asyncio.Runner(loop_factory=factory) as runner:
@@ -491,7 +495,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
 async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     loop = asyncio.get_running_loop()
     server = Server(app, config)
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
     previous: dict[signal.Signals, Any] = {}
     received: list[int] = []
     tasks: set[asyncio.Future[None]] = set()
@@ -508,7 +512,16 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             log.info("%s received: shutting down gracefully", signum.name)
         await server.shutdown()
 
+    supervised = os.environ.get(SUPERVISED_ENV) == "1"
+
     def on_signal(signum: signal.Signals) -> None:
+        if supervised and signum == signal.SIGINT:
+            return  # a terminal's Ctrl-C reaches the whole group: the supervisor decides
+        if supervised and signum == signal.SIGQUIT:
+            received.append(signum)
+            signum = signal.SIGINT  # the supervisor's "close everything now"
+        elif supervised and received:
+            return  # systemd and the supervisor may both send SIGTERM: one drain is enough
         received.append(signum)
         if len(received) == 1:
             tasks.add(asyncio.ensure_future(stop(signum)))

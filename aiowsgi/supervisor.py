@@ -33,6 +33,7 @@ from .config import Config, ConfigError, Listen, parse_bind
 log = logging.getLogger("aiowsgi.error")
 
 READY_FD_ENV = "AIOWSGI_READY_FD"
+SUPERVISED_ENV = "AIOWSGI_SUPERVISED"  # in a worker: signals come from the supervisor
 _START_TIMEOUT = 60.0  # seconds a new worker has to start serving
 _CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
 _MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
@@ -92,6 +93,7 @@ def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
         env.pop(name, None)
     env["AIOWSGI_BIND"] = ",".join(f"fd://{sock.fileno()}" for sock in sockets)
     env["AIOWSGI_WORKERS"] = "1"
+    env[SUPERVISED_ENV] = "1"
     env.pop("AIOWSGI_RELOAD", None)
     env.pop("AIOWSGI_RELOAD_DIR", None)
     return env
@@ -187,7 +189,7 @@ class Supervisor:
                 if not self._reap_and_restart():
                     self._stop(signal.SIGTERM)
                     return 1
-            self._stop(signal.SIGTERM if self.stopping == signal.SIGTERM else signal.SIGINT)
+            self._stop(signal.SIGTERM)  # workers drain; a second signal sends SIGQUIT
             log.info("supervisor: every worker has stopped")
             return 0
         finally:
@@ -206,7 +208,7 @@ class Supervisor:
             if self.stopping:  # a second one: the workers close everything at once
                 for worker in self.workers:
                     if worker.proc.poll() is None:
-                        worker.proc.send_signal(signal.SIGINT)
+                        worker.proc.send_signal(signal.SIGQUIT)
             self.stopping = self.stopping or signum
         elif signum == signal.SIGHUP:
             self.reload = True

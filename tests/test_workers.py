@@ -157,3 +157,61 @@ def test_an_app_that_cannot_load_exits_1_before_any_worker(tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "aiowsgi: error: cannot import module 'nosuchmodule': No module named 'nosuchmodule'"]
+
+
+SLOW_APP = """
+import os, time
+
+def app(environ, start_response):
+    open(os.environ["MARKER"], "w").close()
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ["RELEASE"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"finished"]
+"""
+
+
+def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
+    """systemd's default KillMode signals every process: a worker then gets SIGTERM from
+    systemd and from the supervisor, and must still finish its request."""
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    marker, release = tmp_path / "entered", tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiowsgi", "serve", "slowapp:app", "--app-dir", str(tmp_path),
+         "--port", "0", "--workers", "2", "--no-access-log"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MARKER": str(marker),
+             "RELEASE": str(release)},
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        port = 0
+        while not port:
+            line = proc.stderr.readline()
+            assert line
+            if "supervisor" in line:
+                port = int(line.split("127.0.0.1:")[1].split()[0])
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+        result: list[bytes] = []
+
+        def request() -> None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+                result.append(r.read())
+
+        client = threading.Thread(target=request)
+        client.start()
+        wait_for(marker.exists, "the request to reach the app")
+        os.killpg(proc.pid, signal.SIGTERM)  # the supervisor and every worker
+        wait_for(lambda: sum("shutting down gracefully" in line for line in lines) >= 2,
+                 "both workers to begin draining")
+        release.touch()
+        client.join(SAFETY)
+        assert result == [b"finished"]
+        assert proc.wait(SAFETY) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
