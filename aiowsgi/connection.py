@@ -166,8 +166,8 @@ class _QueueTimeout(Exception):
 
 class HTTPConnection:
     __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_proxied",
-                 "_sent", "deadline", "idle", "loop", "reader", "state", "task", "transport",
-                 "writer")
+                 "_sent", "deadline", "idle", "loop", "reader", "served", "state", "task",
+                 "transport", "writer")
 
     def __init__(self, state: ServerState, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
@@ -188,6 +188,7 @@ class HTTPConnection:
         self._disconnected: Disconnected | None = None
         self._eof = self._lost = False
         self._sent = 0  # response bytes of the current request, for the access log
+        self.served = 0  # requests answered on this connection
         protocol.on_lost = self._on_lost
         protocol.on_eof = self._on_eof
         state.connections.add(self)
@@ -209,9 +210,11 @@ class HTTPConnection:
                 self.transport.close()
 
     @property
-    def request_arriving(self) -> bool:
-        """Bytes of a next request are already here: closing now would lose it."""
-        return _buffered(self.reader) > 0
+    def closable_when_idle(self) -> bool:
+        """Whether shutting down may close this idle connection without losing a request:
+        not when bytes of one are already here, nor when the client connected and has not
+        sent its first request yet (it is surely about to)."""
+        return self.served > 0 and _buffered(self.reader) == 0
 
     def _on_eof(self) -> None:
         """The client closed its sending side.  It may still read (a half-close), so the
@@ -260,6 +263,7 @@ class HTTPConnection:
                 return
             self.idle = False
             first = False
+            self.served += 1
             try:
                 request = http11.parse_head(
                     head, max_request_line=config.max_request_line,

@@ -226,7 +226,7 @@ class Server:
         for server in self._servers:
             server.close()
         for conn in list(state.connections):
-            if conn.idle and not conn.request_arriving:
+            if conn.idle and conn.closable_when_idle:
                 conn.transport.close()
         pending = {conn.task for conn in state.connections if conn.task is not None}
         loop = asyncio.get_running_loop()

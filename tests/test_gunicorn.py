@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from aiowsgi import Server
 from aiowsgi.gunicorn import config_from
 
 from .http import RawClient
+from .process import ServeProcess
 
 pytest.importorskip("gunicorn")
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,26 +118,9 @@ async def test_max_requests_shuts_the_server_down_gracefully() -> None:
 
 def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) -> None:
     (tmp_path / "pidapp.py").write_text(APP)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiowsgi", "serve", "pidapp:app", "--app-dir", str(tmp_path),
-         "--port", "0", "--workers", "2", "--max-requests", "5", "--no-access-log"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        port = 0
-        while not port:
-            line = proc.stderr.readline()
-            assert line
-            if "supervisor" in line:
-                port = int(line.split("127.0.0.1:")[1].split()[0])
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
-        pids = [get(port) for _ in range(30)]
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", "--max-requests", "5", "--no-access-log", ready="supervisor") as srv:
+        pids = [get(srv.port) for _ in range(30)]
         assert len(set(pids)) >= 4  # 30 requests, at most 5 per worker
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(SAFETY) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0

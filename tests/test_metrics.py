@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -15,9 +11,9 @@ import pytest
 
 from aiowsgi import Config, ConfigError
 
+from .process import SAFETY, ServeProcess
+
 pytest.importorskip("prometheus_client")
-ROOT = Path(__file__).resolve().parent.parent
-SAFETY = 30.0
 
 
 def free_port() -> int:
@@ -32,21 +28,10 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [b'ok']\n")
     metrics_port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiowsgi", "serve", "mapp:app", "--app-dir", str(tmp_path),
-         "--port", "0", "--metrics-bind", f"127.0.0.1:{metrics_port}", "--no-access-log"],
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        port = 0
-        while not port:
-            line = proc.stderr.readline()
-            assert line, "the server exited"
-            if "serving" in line:
-                port = int(line.split("127.0.0.1:")[1].split()[0])
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+    with ServeProcess("mapp:app", "--app-dir", str(tmp_path), "--port", "0",
+                      "--metrics-bind", f"127.0.0.1:{metrics_port}", "--no-access-log") as srv:
         for _ in range(3):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/", timeout=SAFETY) as r:
                 assert r.read() == b"ok"
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=SAFETY) as r:
@@ -54,14 +39,8 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
         assert "aiowsgi_requests_total 3.0" in text
         assert "# TYPE aiowsgi_connections gauge" in text
         assert "aiowsgi_threads 8.0" in text
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(SAFETY) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
 
 
 @pytest.mark.parametrize(("options", "message"), [

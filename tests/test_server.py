@@ -139,8 +139,12 @@ async def test_serve_function_shuts_down_on_cancel() -> None:
 
 async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> None:
     gate = Gate()
+    gate.release.set()
     async with Server(gate, host="127.0.0.1", port=0) as server:
         idle = await RawClient.connect(server.host, server.port)
+        assert (await idle.request()).status == 200  # kept alive, now idle
+        gate.release.clear()
+        gate.entered.clear()
         busy = await RawClient.connect(server.host, server.port)
         pending = asyncio.ensure_future(busy.request())
         assert await asyncio.to_thread(gate.entered.wait, 30)
@@ -152,6 +156,25 @@ async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> Non
         assert response.body == b"done"
         await asyncio.wait_for(shutdown, 30)
         assert await busy.closed_by_server()
+
+
+async def test_a_connection_that_has_not_sent_its_request_yet_is_served() -> None:
+    """Accepted just before shutdown began: its request is surely on the way (closing it
+    would make a rolling restart drop requests)."""
+    async with Server(hello, host="127.0.0.1", port=0) as server:
+        fresh = await RawClient.connect(server.host, server.port)
+        async with asyncio.timeout(30):
+            while server.stats()["connections"] < 1:
+                await asyncio.sleep(0.01)
+        shutdown = asyncio.ensure_future(server.shutdown())
+        async with asyncio.timeout(30):
+            while server.is_serving:
+                await asyncio.sleep(0.01)
+        response = await fresh.request()
+        assert (response.status, response.body) == (200, b"hello")
+        assert response.header("Connection") == "close"
+        assert await fresh.closed_by_server()
+        await asyncio.wait_for(shutdown, 30)
 
 
 async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .process import ServeProcess, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 SAFETY = 30.0
 
@@ -38,13 +40,6 @@ def children(pid: int) -> set[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.add(int(entry))
     return found
-
-
-def wait_for(condition: object, what: str) -> None:
-    deadline = time.monotonic() + SAFETY
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 class Supervised:
@@ -177,41 +172,22 @@ def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
     systemd and from the supervisor, and must still finish its request."""
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     marker, release = tmp_path / "entered", tmp_path / "release"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiowsgi", "serve", "slowapp:app", "--app-dir", str(tmp_path),
-         "--port", "0", "--workers", "2", "--no-access-log"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MARKER": str(marker),
-             "RELEASE": str(release)},
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stderr is not None
-        port = 0
-        while not port:
-            line = proc.stderr.readline()
-            assert line
-            if "supervisor" in line:
-                port = int(line.split("127.0.0.1:")[1].split()[0])
-        lines: list[str] = []
-        threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+    with ServeProcess("slowapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", "--no-access-log", ready="supervisor", new_session=True,
+                      env={"MARKER": str(marker), "RELEASE": str(release)}) as srv:
         result: list[bytes] = []
 
         def request() -> None:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/", timeout=SAFETY) as r:
                 result.append(r.read())
 
         client = threading.Thread(target=request)
         client.start()
         wait_for(marker.exists, "the request to reach the app")
-        os.killpg(proc.pid, signal.SIGTERM)  # the supervisor and every worker
-        wait_for(lambda: sum("shutting down gracefully" in line for line in lines) >= 2,
+        os.killpg(srv.proc.pid, signal.SIGTERM)  # the supervisor and every worker
+        wait_for(lambda: sum("shutting down gracefully" in line for line in srv.lines) >= 2,
                  "both workers to begin draining")
         release.touch()
         client.join(SAFETY)
         assert result == [b"finished"]
-        assert proc.wait(SAFETY) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        assert srv.wait() == 0

@@ -1,0 +1,78 @@
+"""``aiowsgi serve`` in a subprocess, for tests of signals, workers and the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+SAFETY = 30.0
+
+
+def wait_for(condition: Callable[[], object], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after the safety timeout."""
+    deadline = time.monotonic() + SAFETY
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+class ServeProcess:
+    """``python -m aiowsgi serve *args``; its stderr lines collect in ``lines``.
+
+    ``port`` is read from the first line that contains ``ready`` (the startup line).
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
+                 ready: str = "serving", new_session: bool = False) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiowsgi", "serve", *args],
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+        self.lines: list[str] = []
+        self.port = 0
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + SAFETY
+        while not self.port:
+            assert time.monotonic() < deadline, "the server did not start"
+            line = self.proc.stderr.readline()
+            assert line, "the server exited: " + "".join(self.lines)
+            self.lines.append(line)
+            if ready in line:
+                self.port = int(line.split("127.0.0.1:")[1].split()[0])
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            for line in self.proc.stderr:
+                self.lines.append(line)
+        except (ValueError, OSError):  # closed at the end of the test
+            pass
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self) -> int:
+        return self.proc.wait(SAFETY)
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (PermissionError, ProcessLookupError):
+                self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
