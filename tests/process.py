@@ -37,6 +37,7 @@ class ServeProcess:
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stderr=subprocess.PIPE, text=True, start_new_session=new_session)
         self.lines: list[str] = []
+        self.address = ""  # the first place it listens: http(s)://127.0.0.1:PORT or unix:PATH
         self.port = 0
         assert self.proc.stderr is not None
         deadline = time.monotonic() + SAFETY
@@ -46,7 +47,9 @@ class ServeProcess:
             assert line, "the server exited: " + "".join(self.lines)
             self.lines.append(line)
             if ready in line:
-                self.port = int(line.split("127.0.0.1:")[1].split()[0])
+                address = line.split("serving ", 1)[1].split()[0]
+                self.address = address.rstrip(",")
+                self.port = int(address.rsplit(":", 1)[1]) if "127.0.0.1:" in address else -1
         threading.Thread(target=self._collect, daemon=True).start()
 
     def _collect(self) -> None:

@@ -193,3 +193,24 @@ def test_shutdown_delay_keeps_serving_after_sigterm(tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_unix_socket_through_the_command_line(tmp_path: Path) -> None:
+    from .process import ServeProcess
+
+    (tmp_path / "uapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'over a unix socket']\n")
+    path = tmp_path / "app.sock"
+    with ServeProcess("uapp:app", "--app-dir", str(tmp_path), "--uds", str(path),
+                      "--uds-mode", "660") as srv:
+        assert srv.address == f"unix:{path}"
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+
+        async def fetch() -> bytes:
+            return await get(await asyncio.open_unix_connection(str(path)))
+
+        assert asyncio.run(fetch()) == b"over a unix socket"
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0

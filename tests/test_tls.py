@@ -88,3 +88,26 @@ async def test_bad_tls_files_are_config_errors(server_files: tuple[str, str],
             pass
     with pytest.raises(ConfigError, match=r"^ssl_keyfile: needs ssl_certfile"):
         Server(scheme, ssl_keyfile="key.pem")
+
+
+def test_https_through_the_command_line(ca: trustme.CA, server_files: tuple[str, str],
+                                        tmp_path: Path) -> None:
+    import signal
+    import urllib.request
+
+    from .process import SAFETY, ServeProcess
+
+    certfile, keyfile = server_files
+    (tmp_path / "tlsapp.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [environ['wsgi.url_scheme'].encode()]\n")
+    with ServeProcess("tlsapp:app", "--app-dir", str(tmp_path), "--port", "0",
+                      "--ssl-certfile", certfile, "--ssl-keyfile", keyfile) as srv:
+        assert srv.address.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with urllib.request.urlopen(srv.address + "/", timeout=SAFETY, context=context) as r:
+            assert r.read() == b"https"
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
