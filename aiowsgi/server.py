@@ -514,6 +514,13 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
 
     supervised = os.environ.get(SUPERVISED_ENV) == "1"
 
+    async def watch_supervisor(parent: int) -> None:
+        # a worker whose supervisor died (SIGKILL, a crash) must not live on as an orphan
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.warning("the supervisor is gone: shutting down")
+        await server.shutdown()
+
     def on_signal(signum: signal.Signals) -> None:
         if supervised and signum == signal.SIGINT:
             return  # a terminal's Ctrl-C reaches the whole group: the supervisor decides
@@ -543,6 +550,8 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
                      _loop_name(loop), config.threads)
             signal_ready()
+            if supervised:
+                tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
             await server.serve_forever()
         log.info("shutdown complete")
     finally:

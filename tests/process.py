@@ -39,18 +39,23 @@ class ServeProcess:
         self.lines: list[str] = []
         self.address = ""  # the first place it listens: http(s)://127.0.0.1:PORT or unix:PATH
         self.port = 0
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + SAFETY
-        while not self.port:
-            assert time.monotonic() < deadline, "the server did not start"
-            line = self.proc.stderr.readline()
-            assert line, "the server exited: " + "".join(self.lines)
-            self.lines.append(line)
-            if ready in line:
-                address = line.split("serving ", 1)[1].split()[0]
-                self.address = address.rstrip(",")
-                self.port = int(address.rsplit(":", 1)[1]) if "127.0.0.1:" in address else -1
+        self._ended = threading.Event()
         threading.Thread(target=self._collect, daemon=True).start()
+        try:
+            wait_for(lambda: self._started(ready) or self._ended.is_set(), "the server to start")
+            assert self.port, "the server did not start: " + "".join(self.lines)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _started(self, ready: str) -> bool:
+        for line in list(self.lines):
+            if ready in line:
+                address = line.split("serving ", 1)[1].split()[0].rstrip(",")
+                self.address = address
+                self.port = int(address.rsplit(":", 1)[1]) if "127.0.0.1:" in address else -1
+                return True
+        return False
 
     def _collect(self) -> None:
         assert self.proc.stderr is not None
@@ -59,6 +64,7 @@ class ServeProcess:
                 self.lines.append(line)
         except (ValueError, OSError):  # closed at the end of the test
             pass
+        self._ended.set()
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
