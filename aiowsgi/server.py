@@ -17,17 +17,17 @@ import os
 import signal
 import socket
 import ssl
-import stat
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from . import metrics
-from .config import Config, ConfigError, Listen, parse_bind
+from .config import Config, ConfigError
 from .connection import HTTPConnection, ServerState, StreamProtocol
 from .http11 import error_response
 from .pool import WorkerPool
+from .sockets import bind_sockets
 from .supervisor import SUPERVISED_ENV, signal_ready
 from .wsgi import WSGIApp
 
@@ -105,8 +105,12 @@ class Server:
             conn.task = loop.create_task(conn.run())
 
         try:
-            for where in self._places():
-                self._servers.append(await self._listen(loop, new_protocol, where, tls))
+            for sock in bind_sockets(config):
+                if sock.family == socket.AF_UNIX:
+                    server = await loop.create_unix_server(new_protocol, sock=sock, ssl=tls)
+                else:
+                    server = await loop.create_server(new_protocol, sock=sock, ssl=tls)
+                self._servers.append(server)
         except BaseException:
             for server in self._servers:
                 server.close()
@@ -124,41 +128,6 @@ class Server:
 
         state.on_max_requests = retire
         log.debug("listening on %s", ", ".join(self.urls))
-
-    def _places(self) -> list[Listen]:
-        config = self.config
-        places = [parse_bind(spec) for spec in config.bind]
-        if config.uds:
-            places.append(Listen("unix", path=config.uds))
-        if config.fd >= 0:
-            places.append(Listen("fd", fd=config.fd))
-        return places or [Listen("tcp", host=config.host, port=config.port)]
-
-    async def _listen(self, loop: asyncio.AbstractEventLoop,
-                      new_protocol: Callable[[], StreamProtocol], where: Listen,
-                      tls: ssl.SSLContext | None) -> asyncio.Server:
-        config = self.config
-        try:
-            if where.kind == "unix":
-                if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
-                    os.unlink(where.path)  # a stale socket from an earlier run
-                server = await loop.create_unix_server(new_protocol, where.path,
-                                                       backlog=config.backlog, ssl=tls)
-                if config.uds_mode:
-                    os.chmod(where.path, int(config.uds_mode, 8))
-                return server
-            if where.kind == "fd":
-                sock = socket.socket(fileno=where.fd)
-                sock.setblocking(False)
-                return await loop.create_server(new_protocol, sock=sock, backlog=config.backlog,
-                                                ssl=tls)
-            return await loop.create_server(new_protocol, where.host, where.port,
-                                            backlog=config.backlog, reuse_address=True,
-                                            ssl=tls)
-        except OSError as exc:
-            place = {"unix": f"unix:{where.path}", "fd": f"fd://{where.fd}"}.get(
-                where.kind, f"{where.host}:{where.port}")
-            raise OSError(exc.errno, f"cannot listen on {place}: {exc.strerror or exc}") from exc
 
     def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
         """Past ``max_connections``: a 503 and the door, without reading anything."""

@@ -21,14 +21,14 @@ import os
 import select
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
-from .config import Config, ConfigError, Listen, parse_bind
+from .config import Config, ConfigError
+from .sockets import bind_sockets
 
 log = logging.getLogger("aiowsgi.error")
 
@@ -37,42 +37,6 @@ SUPERVISED_ENV = "AIOWSGI_SUPERVISED"  # in a worker: signals come from the supe
 _START_TIMEOUT = 60.0  # seconds a new worker has to start serving
 _CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
 _MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
-
-
-def bind_sockets(config: Config) -> list[socket.socket]:
-    """The listening sockets for ``config``'s places, inheritable by workers."""
-    places = [parse_bind(spec) for spec in config.bind]
-    if config.uds:
-        places.append(Listen("unix", path=config.uds))
-    if config.fd >= 0:
-        places.append(Listen("fd", fd=config.fd))
-    places = places or [Listen("tcp", host=config.host, port=config.port)]
-    sockets: list[socket.socket] = []
-    for where in places:
-        try:
-            if where.kind == "unix":
-                if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
-                    os.unlink(where.path)
-                sock = socket.socket(socket.AF_UNIX)
-                sock.bind(where.path)
-                if config.uds_mode:
-                    os.chmod(where.path, int(config.uds_mode, 8))
-                sock.listen(config.backlog)
-            elif where.kind == "fd":
-                sock = socket.socket(fileno=where.fd)
-            else:
-                family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
-                sock = socket.create_server((where.host, where.port), family=family,
-                                            backlog=config.backlog, reuse_port=False)
-        except OSError as exc:
-            for opened in sockets:
-                opened.close()
-            raise OSError(exc.errno, f"cannot listen on {where.host or where.path}"
-                          f"{':' + str(where.port) if where.kind == 'tcp' else ''}: "
-                          f"{exc.strerror or exc}") from exc
-        sock.set_inheritable(True)
-        sockets.append(sock)
-    return sockets
 
 
 def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
@@ -110,6 +74,8 @@ class Supervisor:
         self.argv = argv  # the worker command, without options
         self.config = config
         self.sockets = bind_sockets(config)
+        for sock in self.sockets:
+            sock.set_inheritable(True)
         self.env = {**environ, **_option_env(config, self.sockets)}
         self.workers: list[Worker] = []
         self.stopping = 0  # signals received that ask to stop

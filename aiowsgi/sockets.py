@@ -1,0 +1,60 @@
+"""Opening the listening sockets: shared by a server and by the ``--workers`` supervisor,
+which opens them once and hands them to every worker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+
+from .config import Config, Listen, parse_bind
+
+
+def places(config: Config) -> list[Listen]:
+    """Where ``config`` says to listen: ``bind``, ``uds`` and ``fd``, else host and port."""
+    found = [parse_bind(spec) for spec in config.bind]
+    if config.uds:
+        found.append(Listen("unix", path=config.uds))
+    if config.fd >= 0:
+        found.append(Listen("fd", fd=config.fd))
+    return found or [Listen("tcp", host=config.host, port=config.port)]
+
+
+def describe(where: Listen) -> str:
+    if where.kind == "unix":
+        return f"unix:{where.path}"
+    if where.kind == "fd":
+        return f"fd://{where.fd}"
+    return f"{where.host}:{where.port}"
+
+
+def bind_sockets(config: Config) -> list[socket.socket]:
+    """Bound, listening sockets for every place; OSError names the place that failed."""
+    sockets: list[socket.socket] = []
+    for where in places(config):
+        try:
+            if where.kind == "unix":
+                if os.path.exists(where.path) and stat.S_ISSOCK(os.stat(where.path).st_mode):
+                    os.unlink(where.path)  # a stale socket from an earlier run
+                sock = socket.socket(socket.AF_UNIX)
+                try:
+                    sock.bind(where.path)
+                    if config.uds_mode:
+                        os.chmod(where.path, int(config.uds_mode, 8))
+                    sock.listen(config.backlog)
+                except OSError:
+                    sock.close()
+                    raise
+            elif where.kind == "fd":
+                sock = socket.socket(fileno=where.fd)
+            else:
+                family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
+                sock = socket.create_server((where.host, where.port), family=family,
+                                            backlog=config.backlog)
+        except OSError as exc:
+            for opened in sockets:
+                opened.close()
+            raise OSError(exc.errno, f"cannot listen on {describe(where)}: "
+                                     f"{exc.strerror or exc}") from exc
+        sockets.append(sock)
+    return sockets
