@@ -89,13 +89,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    groups = {key: parser.add_argument_group(title) for key, title in _GROUPS.items()}
+def _add_config_options(parser: argparse.ArgumentParser,
+                        groups: dict[str, argparse._ArgumentGroup]) -> None:
     for f in dataclasses.fields(Config):
         meta = f.metadata
         kind = option_type(f)
         unit = f" ({meta['unit']})" if meta.get("unit") else ""
-        help_text = f"{meta['help']}{unit} Default: {f.default}.".replace("%", "%%")
+        default = "" if f.default in ("", -1, ()) else f" Default: {f.default}."
+        help_text = f"{meta['help']}{unit}{default}".replace("%", "%%")
         group = groups[meta["group"]]
         if kind is bool:
             group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,
@@ -103,7 +104,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             continue
         if kind is tuple:
             group.add_argument(_flag(f.name), dest=f.name, default=None, action="append",
-                               help=help_text.replace(" Default: ().", ""),
+                               help=help_text,
                                metavar=f.name.upper())
             continue
         choices = option_choices(f)
@@ -162,12 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the application as MODULE:ATTRIBUTE, e.g. mysite.wsgi:application "
                             f"(or the {ENV_PREFIX}APP environment variable)")
     serve.add_argument("--version", action="version", version=f"aiowsgi {__version__}")
-    app = serve.add_argument_group(_GROUPS["application"])
+    groups = {key: serve.add_argument_group(title) for key, title in _GROUPS.items()}
+    app = groups["application"]
     app.add_argument("--factory", action="store_true", default=None,
                      help="APP is a function that returns the application; call it.")
     app.add_argument("--app-dir", metavar="DIR", default=None,
                      help="Import APP from this directory. Default: the current directory.")
-    _add_config_options(serve)
+    _add_config_options(serve, groups)
     serve.epilog = (f"Every option can also be set by an environment variable: {ENV_PREFIX} "
                     f"and its name in capitals, e.g. {ENV_PREFIX}THREADS=16, "
                     f"{ENV_PREFIX}PROXY_HEADERS=true. The command line wins.")

@@ -208,9 +208,6 @@ class Config:
                 raise ConfigError("metrics_bind", str(exc)) from None
             if where.kind != "tcp":
                 raise ConfigError("metrics_bind", "expected HOST:PORT")
-            if self.workers > 1:
-                raise ConfigError("metrics_bind", "not with --workers yet: each worker "
-                                  "process has its own counters")
         if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
                                   and len(self.uds_mode) <= 4):
             raise ConfigError("uds_mode", f"expected octal permissions such as 660 "

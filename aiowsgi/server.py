@@ -510,12 +510,16 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
         for signum in signals:
             previous[signum] = signal.getsignal(signum)
             loop.add_signal_handler(signum, on_signal, signum)
-    stop_metrics = None
+    stop_metrics = stop_answering = None
     try:
         async with server:
             if config.metrics_bind:
-                stop_metrics = metrics.start(config.metrics_bind, server.stats)
+                stop_metrics = metrics.start(config.metrics_bind,
+                                             lambda: [({}, server.stats())])
                 log.info("metrics at http://%s/metrics", config.metrics_bind)
+            stats_fd = os.environ.pop(metrics.STATS_FD_ENV, "")
+            if supervised and stats_fd.isdigit():
+                stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
                      _loop_name(loop), config.threads)
             signal_ready()
@@ -526,6 +530,8 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     finally:
         if stop_metrics is not None:
             await asyncio.to_thread(stop_metrics)
+        if stop_answering is not None:
+            stop_answering()
         for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, handler)

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from . import metrics
 from .config import Config, ConfigError
 from .sockets import bind_sockets
 
@@ -37,6 +38,7 @@ SUPERVISED_ENV = "AIOWSGI_SUPERVISED"  # in a worker: signals come from the supe
 _START_TIMEOUT = 60.0  # seconds a new worker has to start serving
 _CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
 _MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
+_STATS_TIMEOUT = 1.0  # seconds a worker has to report its counters to a metrics scrape
 
 
 def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
@@ -60,13 +62,29 @@ def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
     env[SUPERVISED_ENV] = "1"
     env.pop("AIOWSGI_RELOAD", None)
     env.pop("AIOWSGI_RELOAD_DIR", None)
+    env.pop("AIOWSGI_METRICS_BIND", None)  # the supervisor serves the workers' metrics
     return env
 
 
 class Worker:
-    def __init__(self, proc: subprocess.Popen[bytes], started: float) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], started: float,
+                 stats: metrics.WorkerChannel | None) -> None:
         self.proc = proc
         self.started = started
+        self.stats = stats
+        self.lock = threading.Lock()  # one stats query at a time; closing waits for it
+
+    def counters(self) -> dict[str, int] | None:
+        with self.lock:
+            if self.stats is None or self.proc.poll() is not None:
+                return None
+            return self.stats.query(_STATS_TIMEOUT)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.stats is not None:
+                self.stats.close()
+                self.stats = None
 
 
 class Supervisor:
@@ -81,6 +99,7 @@ class Supervisor:
         self.stopping = 0  # signals received that ask to stop
         self.reload = False
         self.crashes = 0
+        self.restarts = 0
         self._watch_stop: threading.Event | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -99,8 +118,24 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         env = {**self.env, READY_FD_ENV: str(ready_w)}
         fds = [sock.fileno() for sock in self.sockets] + [ready_w]
-        proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
-        os.close(ready_w)
+        ours = theirs = None
+        if self.config.metrics_bind:
+            ours, theirs = socket.socketpair()
+            env[metrics.STATS_FD_ENV] = str(theirs.fileno())
+            fds.append(theirs.fileno())
+        try:
+            proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
+        except BaseException:
+            for sock in (ours, theirs):
+                if sock is not None:
+                    sock.close()
+            raise
+        finally:
+            os.close(ready_w)
+        if theirs is not None:
+            theirs.close()
+        worker = Worker(proc, time.monotonic(),
+                        metrics.WorkerChannel(ours) if ours is not None else None)
         try:
             ready, _, _ = select.select([ready_r], [], [], _START_TIMEOUT)
             ok = bool(ready) and os.read(ready_r, 1) == b"1"
@@ -111,8 +146,21 @@ class Supervisor:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+            worker.close()
             return None
-        return Worker(proc, time.monotonic())
+        worker.started = time.monotonic()
+        return worker
+
+    def samples(self) -> metrics.Samples:
+        """Every serving worker's counters, labelled with its slot, for --metrics-bind."""
+        workers = list(self.workers)
+        out: metrics.Samples = [({}, {"workers": len(workers),
+                                      "worker_restarts_total": self.restarts})]
+        for slot, worker in enumerate(workers):
+            counters = worker.counters()
+            if counters:
+                out.append(({"worker": str(slot)}, counters))
+        return out
 
     def watch(self, dirs: list[str]) -> None:
         """--reload: replace the workers whenever a Python file under ``dirs`` changes."""
@@ -135,7 +183,12 @@ class Supervisor:
         signal.set_wakeup_fd(self._wake_w)
         previous = {sig: signal.signal(sig, self._on_signal)
                     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)}
+        stop_metrics = None
         try:
+            if self.config.metrics_bind:
+                stop_metrics = metrics.start(self.config.metrics_bind, self.samples)
+                log.info("metrics of every worker at http://%s/metrics",
+                         self.config.metrics_bind)
             for _ in range(self.config.workers):
                 worker = self.spawn()
                 if worker is None:
@@ -159,6 +212,10 @@ class Supervisor:
             log.info("supervisor: every worker has stopped")
             return 0
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
+            for worker in self.workers:
+                worker.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(-1)
@@ -199,10 +256,12 @@ class Supervisor:
             if self.crashes >= _MAX_CRASHES:
                 log.error("workers keep dying at start; giving up")
                 return False
+            worker.close()
             new = self.spawn()
             if new is None:
                 return False
             self.workers[index] = new
+            self.restarts += 1
         return True
 
     def _replace_all(self) -> None:
@@ -215,6 +274,7 @@ class Supervisor:
             self.workers[index] = new
             old.proc.send_signal(signal.SIGTERM)
             old.proc.wait()
+            old.close()
 
     def _stop(self, signum: int) -> None:
         for worker in self.workers:

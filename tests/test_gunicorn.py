@@ -124,3 +124,37 @@ def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) 
         assert len(set(pids)) >= 4  # 30 requests, at most 5 per worker
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
+
+
+SLOW_APP = """
+import os, time
+
+def app(environ, start_response):
+    time.sleep(float(environ["QUERY_STRING"] or 0))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def test_heartbeat_keeps_a_worker_with_a_slow_request_alive(tmp_path: Path) -> None:
+    """gunicorn's --timeout kills a worker that stops reporting.  aiowsgi reports from its
+    event loop, so a request that runs longer than the timeout on a thread does not get
+    its worker killed (a sync gunicorn worker would be)."""
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
+         "-b", f"127.0.0.1:{port}", "--timeout", "1", "--chdir", str(tmp_path), "slowapp:app"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        worker = get(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?2.5", timeout=SAFETY) as r:
+            assert int(r.read()) == worker
+        assert get(port) == worker  # the same worker: never killed for a missed heartbeat
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(SAFETY) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import urllib.request
@@ -11,7 +12,8 @@ import pytest
 
 from aiowsgi import Config, ConfigError
 
-from .process import SAFETY, ServeProcess
+from .process import SAFETY, ServeProcess, wait_for
+from .test_workers import Supervised
 
 pytest.importorskip("prometheus_client")
 
@@ -46,8 +48,60 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"metrics_bind": "9100"}, "expected HOST:PORT"),
     ({"metrics_bind": "unix:/tmp/m.sock"}, "expected HOST:PORT"),
-    ({"metrics_bind": "127.0.0.1:9100", "workers": 2}, "not with --workers yet"),
 ])
 def test_bad_metrics_bind(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=r"^metrics_bind: .*" + message):
         Config(**options)  # type: ignore[arg-type]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples of a scrape: ``name{labels}`` -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=SAFETY) as r:
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("aiowsgi_"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_of_every_worker(tmp_path: Path) -> None:
+    """Under --workers the supervisor serves the metrics: one series per worker slot,
+    a worker count and a restart counter; a stopped worker does not stall a scrape."""
+    metrics_port = free_port()
+    server = Supervised(tmp_path, "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    try:
+        served = [server.get() for _ in range(10)]
+        samples = scrape(metrics_port)
+        assert samples["aiowsgi_workers"] == 2
+        assert samples["aiowsgi_worker_restarts_total"] == 0
+        per_worker = {key: value for key, value in samples.items()
+                      if key.startswith("aiowsgi_requests_total{")}
+        assert set(per_worker) == {'aiowsgi_requests_total{worker="0"}',
+                                   'aiowsgi_requests_total{worker="1"}'}
+        assert sum(per_worker.values()) == len(served)
+        assert samples['aiowsgi_threads{worker="0"}'] == 8
+
+        victim = max(server.workers())
+        os.kill(victim, signal.SIGSTOP)  # alive but deaf: the scrape goes on without it
+        try:
+            samples = scrape(metrics_port)
+            assert len([key for key in samples if key.startswith("aiowsgi_threads{")]) == 1
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: scrape(metrics_port)["aiowsgi_worker_restarts_total"] == 1,
+                 "the restart to show")
+        wait_for(lambda: len([key for key in scrape(metrics_port)
+                              if key.startswith("aiowsgi_threads{")]) == 2,
+                 "the new worker's series")
+        assert server.stop() == 0
+    finally:
+        if server.proc.poll() is None:
+            for pid in server.workers():
+                os.kill(pid, signal.SIGKILL)
+            server.proc.kill()
+            server.proc.wait()
+        if server.proc.stderr is not None:
+            server.proc.stderr.close()
