@@ -98,10 +98,4 @@ def test_metrics_of_every_worker(tmp_path: Path) -> None:
                  "the new worker's series")
         assert server.stop() == 0
     finally:
-        if server.proc.poll() is None:
-            for pid in server.workers():
-                os.kill(pid, signal.SIGKILL)
-            server.proc.kill()
-            server.proc.wait()
-        if server.proc.stderr is not None:
-            server.proc.stderr.close()
+        server.kill()

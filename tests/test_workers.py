@@ -78,6 +78,16 @@ class Supervised:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(SAFETY)
 
+    def kill(self) -> None:
+        """The end of a test: whatever is still running is killed, workers first."""
+        if self.proc.poll() is None:
+            for pid in self.workers():
+                os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
 
 @pytest.fixture
 def supervised(tmp_path: Path) -> Iterator[Supervised]:
@@ -85,13 +95,7 @@ def supervised(tmp_path: Path) -> Iterator[Supervised]:
     try:
         yield server
     finally:
-        if server.proc.poll() is None:
-            for pid in server.workers():
-                os.kill(pid, signal.SIGKILL)
-            server.proc.kill()
-            server.proc.wait()
-        if server.proc.stderr is not None:
-            server.proc.stderr.close()
+        server.kill()
 
 
 def test_workers_serve_and_drain_on_sigterm(supervised: Supervised) -> None:
