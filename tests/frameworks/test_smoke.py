@@ -21,8 +21,8 @@ import pytest
 
 from aiowsgi.wsgi import WSGIApp
 
-from .apps import django_app, flask_app
-from .conftest import StartServer
+from ..apps import django_app, flask_app
+from ..conftest import StartServer
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)  # a safety net only; no test relies on it
 FILE_SIZE = 1024 * 1024
