@@ -5,7 +5,9 @@ Serve the project with aiowsgi, from the repository root::
 
     aiowsgi serve mysite.wsgi:application --app-dir examples/django_project
 
-``python examples/django_project/manage.py check`` runs Django's system checks.
+``python examples/django_project/manage.py check`` runs Django's system checks;
+``migrate`` then ``createsuperuser`` prepare the SQLite database (``DJANGO_DB_PATH``) that
+the admin at ``/admin/`` uses.
 """
 
 from __future__ import annotations

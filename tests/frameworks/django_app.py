@@ -14,8 +14,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from django.conf import settings
-from django.http import (FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect,
-                         JsonResponse, StreamingHttpResponse)
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.test import Client, override_settings

@@ -6,8 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from flask import (Flask, Response, jsonify, redirect, request, send_file,
-                   stream_with_context)
+from flask import Flask, Response, jsonify, redirect, request, send_file, stream_with_context
 
 from aiowsgi.wsgi import WSGIApp
 

@@ -42,7 +42,7 @@ def both(ports: dict[str, int], call: Call, cookie: str = "",
     def form(cookie: str, token: str) -> Call:
         headers = call.headers + ((("Cookie", f"csrftoken={cookie}"),) if cookie else ())
         body = urlencode({"name": "café", **({"csrfmiddlewaretoken": token} if token else {})})
-        return Call(call.method, call.target, headers + (("Content-Type", FORM),),
+        return Call(call.method, call.target, (*headers, ("Content-Type", FORM)),
                     body.encode(), call.server)
 
     served_cookie, served_token = get_token(ports, call.server, served=True)
@@ -88,12 +88,12 @@ def test_behind_a_tls_proxy_the_referer_is_checked(ports: dict[str, int]) -> Non
     """Django trusts a secure request's Referer only for its own https origin: this
     passes only if the server reported https and the forwarded host."""
     forwarded = (("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", compat.PROXY_HOST))
-    good = forwarded + (("Referer", f"https://{compat.PROXY_HOST}/csrf"),)
+    good = (*forwarded, ("Referer", f"https://{compat.PROXY_HOST}/csrf"))
     served, expected = both(ports, Call("POST", "/csrf", good, server="proxy"),
                             cookie="yes", token="yes")
     compat.assert_same(served, expected)
     assert served.status == 200
-    bad = forwarded + (("Referer", "https://evil.example/csrf"),)
+    bad = (*forwarded, ("Referer", "https://evil.example/csrf"))
     served, expected = both(ports, Call("POST", "/csrf", bad, server="proxy"),
                             cookie="yes", token="yes")
     compat.assert_same(served, expected)

@@ -5,8 +5,8 @@ From the repository root::
     aiowsgi serve mysite.wsgi:application --app-dir examples/django_project
 
 then open http://127.0.0.1:8000/ (and http://127.0.0.1:8000/healthz, the path a load
-balancer or a Kubernetes probe would ask).  The project needs no database and no
-migrations.
+balancer or a Kubernetes probe would ask).  Those two pages need no database; the admin
+at /admin/ does: see ``mysite.settings`` for ``migrate`` and ``createsuperuser``.
 """
 
 from __future__ import annotations

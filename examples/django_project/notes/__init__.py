@@ -1,0 +1,1 @@
+"""A tiny app with one model, so the example has something to edit in the admin."""

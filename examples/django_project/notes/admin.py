@@ -1,0 +1,13 @@
+"""Notes in the admin: what the browser test logs in to add."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import Note
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ("title", "created")
+    search_fields = ("title", "text")

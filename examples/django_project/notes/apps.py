@@ -1,0 +1,9 @@
+"""The ``notes`` app's configuration."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class NotesConfig(AppConfig):
+    name = "notes"
