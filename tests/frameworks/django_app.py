@@ -146,7 +146,7 @@ def make_app(download: Path) -> WSGIApp:
 
 def client_request(app: WSGIApp, call: compat.Call, environ: dict[str, str]) -> compat.Reply:
     client = Client(enforce_csrf_checks=True)
-    headers = dict(compat.with_host(call))
+    headers = dict(compat.combined_headers(call))
     content_type = headers.pop("Content-Type", "application/octet-stream")
     if "HTTP_HOST" in environ:  # Django's client lets headers win over the environ
         headers.pop("Host")

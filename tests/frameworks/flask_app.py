@@ -80,7 +80,7 @@ def client_request(app: WSGIApp, call: compat.Call, environ: dict[str, str]) -> 
     flask_app: Flask = app  # type: ignore[assignment]
     client = flask_app.test_client(use_cookies=False)  # send the Cookie header as is
     response = client.open(compat.app_path(call), method=call.method,
-                           headers=compat.with_host(call), data=call.body,
+                           headers=compat.combined_headers(call), data=call.body,
                            environ_overrides=environ)
     body = response.get_data()
     response.close()

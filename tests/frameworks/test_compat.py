@@ -231,6 +231,17 @@ def test_cookies(site: Site) -> None:
     assert cookie.startswith("seen=yes") and "HttpOnly" in cookie
 
 
+def test_repeated_headers(site: Site) -> None:
+    """A repeated field reaches the app as one, joined with ", " (Cookie with "; ")."""
+    served, expected = site.exchange(Call("GET", "/headers", (("X-Big", "aaa"), ("X-Big", "bb"))))
+    compat.assert_same(served, expected)
+    assert served.body == str(len("aaa, bb")).encode()
+    served, expected = site.exchange(Call("GET", "/cookies", (("Cookie", "a=1"),
+                                                              ("Cookie", "theme=dark"))))
+    compat.assert_same(served, expected, body=compat.json_body)
+    assert json.loads(served.body) == {"a": "1", "theme": "dark"}
+
+
 def test_not_found(site: Site) -> None:
     served, expected = site.exchange(Call("GET", "/no/such/page"))
     compat.assert_same(served, expected)
