@@ -510,7 +510,9 @@ def client_runner() -> tuple[asyncio.Runner, str]:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop), "uvloop"
 
 
-def run(args: argparse.Namespace) -> Report:
+def run(args: argparse.Namespace, server_prefix: Sequence[str] = ()) -> Report:
+    """Run the measurement; ``server_prefix`` goes before the server's command line
+    (``bench/run.py`` passes ``taskset -c CPU``)."""
     needed = args.connections + args.requests + FD_MARGIN
     check_port_range(args.connections + args.requests)
     soft = raise_nofile(needed)
@@ -530,7 +532,7 @@ def run(args: argparse.Namespace) -> Report:
         log(f"warning: 1-min load average is {report.load_before:.2f}; latencies will be noisy")
     with tempfile.TemporaryFile(prefix="bench-idle-") as log_file:
         proc = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=server_env(), stdin=subprocess.DEVNULL,
+            [*server_prefix, *argv], cwd=REPO_ROOT, env=server_env(), stdin=subprocess.DEVNULL,
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
