@@ -9,9 +9,12 @@ this module owns the waiting: timeouts, backpressure, and closing.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import os
+import select
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -527,6 +530,18 @@ class HTTPConnection:
         elif self.transport.is_closing():
             raise ClientGone("client closed the connection")
 
+    async def _flush(self) -> None:
+        """Wait until the transport has sent everything it buffered (not just most)."""
+        transport = self.transport
+        if transport.get_write_buffer_size():
+            low, high = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high=0)
+            try:
+                await self._drain()
+            finally:
+                if not transport.is_closing():
+                    transport.set_write_buffer_limits(high=high, low=low)
+
     async def _abort_after_flush(self) -> None:
         """Close without completing the response, after what was written has gone out
         (bounded by the send timeout)."""
@@ -557,32 +572,70 @@ class HTTPConnection:
         return item.keep_alive
 
     async def _sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
-        sent = 0
+        """Send ``count`` bytes of ``file`` from ``offset``, without copies through Python
+        where the kernel can: the loop's sendfile (asyncio), else os.sendfile from an I/O
+        thread (uvloop has no loop.sendfile), else reads and writes (TLS, odd files)."""
         timeout = self.state.config.send_timeout
-        native = True
+        sent = 0
+        try:
+            while sent < count:  # in pieces: the send timeout is for progress, not the whole
+                n = await self._within(self.loop.sendfile(
+                    self.transport, file, offset + sent, min(count - sent, _SENDFILE_PIECE),
+                    fallback=False), timeout)
+                if not n:
+                    return sent
+                sent += n
+            return sent
+        except (NotImplementedError, asyncio.SendfileNotAvailableError):
+            if self.transport.is_closing():  # asyncio's word for a reset mid-file
+                raise ClientGone("client closed the connection") from None
+        except TimeoutError:
+            self.transport.abort()
+            raise ClientGone("send timeout") from None
+        if self.transport.get_extra_info("sslcontext") is None:
+            more = await self._sendfile_in_thread(file, offset + sent, count - sent)
+            if more >= 0:
+                return sent + more
         while sent < count:
-            piece = min(count - sent, _SENDFILE_PIECE)
-            n = 0
-            if native:
-                try:
-                    n = await self._within(self.loop.sendfile(
-                        self.transport, file, offset + sent, piece, fallback=False), timeout)
-                except (NotImplementedError, asyncio.SendfileNotAvailableError):
-                    native = False
-                except TimeoutError:
-                    self.transport.abort()
-                    raise ClientGone("send timeout") from None
-            if not native:
-                data = await self.loop.run_in_executor(self.state.io, _pread, file, piece,
-                                                       offset + sent)
-                if data:
-                    self.transport.write(data)
-                    await self._drain()
-                n = len(data)
-            if not n:
+            data = await self.loop.run_in_executor(
+                self.state.io, _pread, file, min(count - sent, _SENDFILE_PIECE), offset + sent)
+            if not data:
                 break
-            sent += n
+            if self.transport.is_closing():
+                raise ClientGone("client closed the connection")
+            self.transport.write(data)
+            await self._drain()
+            sent += len(data)
         return sent
+
+    async def _sendfile_in_thread(self, file: IO[bytes], offset: int, count: int) -> int:
+        """os.sendfile on a duplicate of the connection's socket, from an I/O thread, once
+        the transport has nothing buffered (nothing else writes meanwhile: this coroutine
+        owns the response).  The duplicate keeps the socket open even if the loop closes
+        its own descriptor.  Returns the bytes sent, or -1 if sendfile cannot be used."""
+        sock = self.transport.get_extra_info("socket")
+        try:
+            fileno, in_fd = sock.fileno(), file.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return -1
+        await self._flush()
+        out_fd = os.dup(fileno)
+        stop = threading.Event()
+        try:
+            return await self.loop.run_in_executor(
+                self.state.io, _sendfile_blocking, out_fd, in_fd, offset, count,
+                self.state.config.send_timeout, stop)
+        except TimeoutError:
+            self.transport.abort()
+            raise ClientGone("send timeout") from None
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                return -1
+            self.transport.abort()
+            raise ClientGone(str(exc)) from None
+        finally:
+            stop.set()  # cancelled (the server aborts): the thread stops within a poll
+            self.loop.run_in_executor(self.state.io, os.close, out_fd)
 
     async def _refuse(self, exc: HTTPError) -> None:
         """Answer a request the server will not handle, then close the connection."""
@@ -615,6 +668,34 @@ class HTTPConnection:
 
 def _pread(file: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(file.fileno(), size, offset)
+
+
+_POLL_SLICE = 0.25  # seconds between looks at the stop flag while the client is not reading
+
+
+def _sendfile_blocking(out_fd: int, in_fd: int, offset: int, count: int, timeout: float,
+                       stop: threading.Event) -> int:
+    """In an I/O thread: sendfile until ``count`` bytes are sent or the file ends; waits
+    for the (non-blocking) socket to take more, up to ``timeout`` without progress."""
+    poller = select.poll()
+    poller.register(out_fd, select.POLLOUT)
+    sent = 0
+    while sent < count and not stop.is_set():
+        try:
+            n = os.sendfile(out_fd, in_fd, offset + sent, min(count - sent, _SENDFILE_PIECE))
+        except BlockingIOError:
+            waited = 0.0
+            while not poller.poll(_POLL_SLICE * 1000):
+                waited += _POLL_SLICE
+                if stop.is_set():
+                    return sent
+                if waited >= timeout:
+                    raise TimeoutError from None
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
 
 
 def _buffered(reader: asyncio.StreamReader) -> int:

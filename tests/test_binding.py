@@ -70,6 +70,23 @@ async def test_several_addresses() -> None:
                 b"127.0.0.1|127.0.0.1")
 
 
+@pytest.mark.parametrize("how", ["port", "fd"])
+async def test_tcp_nodelay_on_accepted_connections(how: str) -> None:
+    """A response written in pieces must not wait on Nagle's algorithm: both loops set
+    TCP_NODELAY on accepted TCP connections, asyncio's only if the socket says TCP."""
+    options: dict[str, Any] = {"port": 0}
+    if how == "fd":  # the server owns an inherited socket, and closes it
+        options = {"fd": socket.create_server(("127.0.0.1", 0)).detach()}
+    async with Server(where, **options) as server:
+        reader, writer = await asyncio.open_connection(*server.addresses[0])
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+        (conn,) = server._state.connections  # type: ignore[union-attr]
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        writer.close()
+
+
 def _ipv6_available() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:

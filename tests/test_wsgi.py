@@ -1168,3 +1168,67 @@ async def test_file_wrapper_shorter_than_content_length_aborts(
     assert rest == data
     assert await asyncio.to_thread(opened[0].close_event.wait, 30)
     assert any("before its Content-Length" in r.getMessage() for r in error_records(caplog))
+
+
+async def test_file_wrapper_is_zero_copy_on_both_loops(
+        start_server: Any, data_file: tuple[Path, bytes],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel sends the file (loop.sendfile on asyncio, os.sendfile from an I/O
+    thread on uvloop, which has no loop.sendfile): no read of it through Python."""
+    from aiowsgi import connection
+
+    reads: list[int] = []
+
+    def pread(file: Any, size: int, offset: int) -> bytes:
+        reads.append(size)
+        return os.pread(file.fileno(), size, offset)
+
+    monkeypatch.setattr(connection, "_pread", pread)
+    path, data = data_file
+    opened: list[TrackedFile] = []
+    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
+    status, _, body = await fetch(server)
+    assert status == 200 and body == data
+    assert reads == []
+
+
+async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
+        start_server: Any, caplog: pytest.LogCaptureFixture,
+        data_file: tuple[Path, bytes]) -> None:
+    caplog.set_level(logging.INFO, logger=ERROR_LOGGER)
+    path, _ = data_file
+    opened: list[TrackedFile] = []
+    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
+    for _ in range(5):
+        client = await connect(server)
+        await client.send(get_request(close=False))
+        await client.reader.readexactly(100_000)  # a part of it, then gone
+        client.writer.transport.abort()  # type: ignore[attr-defined]
+    for f in opened:
+        assert await asyncio.to_thread(f.close_event.wait, 30)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_file_to_a_client_that_stops_reading_hits_the_send_timeout(
+        start_server: Any, tmp_path: Path) -> None:
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as f:
+        f.truncate(256 * 1024 * 1024)  # more than every kernel buffer on the way can hold
+    opened: list[TrackedFile] = []
+    made = threading.Event()
+
+    def make() -> TrackedFile:
+        f = TrackedFile(path)
+        made.set()
+        return f
+
+    server = await start_server(file_app(opened, make), validate=False, send_timeout=0.5)
+    client = await connect(server)
+    try:
+        await client.send(get_request(close=False))
+        assert await asyncio.to_thread(made.wait, 30)
+        assert await asyncio.to_thread(opened[0].close_event.wait, 30)  # given up on
+        received = await read_to_eof(client.reader)  # a part, then the server closed
+        assert 0 < len(received) < 256 * 1024 * 1024
+    finally:
+        await client.close()
