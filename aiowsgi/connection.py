@@ -13,8 +13,6 @@ import errno
 import io
 import logging
 import os
-import select
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -573,8 +571,8 @@ class HTTPConnection:
 
     async def _sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
         """Send ``count`` bytes of ``file`` from ``offset``, without copies through Python
-        where the kernel can: the loop's sendfile (asyncio), else os.sendfile from an I/O
-        thread (uvloop has no loop.sendfile), else reads and writes (TLS, odd files)."""
+        where the kernel can: the loop's sendfile (asyncio), else our own os.sendfile on
+        the loop (uvloop has no loop.sendfile), else reads and writes (TLS, odd files)."""
         timeout = self.state.config.send_timeout
         sent = 0
         try:
@@ -593,7 +591,7 @@ class HTTPConnection:
             self.transport.abort()
             raise ClientGone("send timeout") from None
         if self.transport.get_extra_info("sslcontext") is None:
-            more = await self._sendfile_in_thread(file, offset + sent, count - sent)
+            more = await self._sendfile_on_loop(file, offset + sent, count - sent)
             if more >= 0:
                 return sent + more
         while sent < count:
@@ -608,11 +606,12 @@ class HTTPConnection:
             sent += len(data)
         return sent
 
-    async def _sendfile_in_thread(self, file: IO[bytes], offset: int, count: int) -> int:
-        """os.sendfile on a duplicate of the connection's socket, from an I/O thread, once
-        the transport has nothing buffered (nothing else writes meanwhile: this coroutine
-        owns the response).  The duplicate keeps the socket open even if the loop closes
-        its own descriptor.  Returns the bytes sent, or -1 if sendfile cannot be used."""
+    async def _sendfile_on_loop(self, file: IO[bytes], offset: int, count: int) -> int:
+        """os.sendfile on a duplicate of the connection's socket, once the transport has
+        nothing buffered (nothing else writes meanwhile: this coroutine owns the
+        response), waiting for room with add_writer on the duplicate (uvloop refuses it
+        on the transport's own descriptor).  Returns the bytes sent, or -1 if sendfile
+        cannot be used with this file."""
         sock = self.transport.get_extra_info("socket")
         try:
             fileno, in_fd = sock.fileno(), file.fileno()
@@ -620,22 +619,38 @@ class HTTPConnection:
             return -1
         await self._flush()
         out_fd = os.dup(fileno)
-        stop = threading.Event()
+        timeout = self.state.config.send_timeout
+        sent = 0
         try:
-            return await self.loop.run_in_executor(
-                self.state.io, _sendfile_blocking, out_fd, in_fd, offset, count,
-                self.state.config.send_timeout, stop)
+            while sent < count:
+                try:
+                    n = os.sendfile(out_fd, in_fd, offset + sent,
+                                    min(count - sent, _SENDFILE_PIECE))
+                except BlockingIOError:
+                    await self._within(self._writable(out_fd), timeout)
+                    continue
+                if n == 0:
+                    break
+                sent += n
+            return sent
         except TimeoutError:
             self.transport.abort()
             raise ClientGone("send timeout") from None
         except OSError as exc:
-            if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            if not sent and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                 return -1
             self.transport.abort()
             raise ClientGone(str(exc)) from None
         finally:
-            stop.set()  # cancelled (the server aborts): the thread stops within a poll
-            self.loop.run_in_executor(self.state.io, os.close, out_fd)
+            os.close(out_fd)
+
+    async def _writable(self, fd: int) -> None:
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self.loop.add_writer(fd, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self.loop.remove_writer(fd)
 
     async def _refuse(self, exc: HTTPError) -> None:
         """Answer a request the server will not handle, then close the connection."""
@@ -670,32 +685,9 @@ def _pread(file: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(file.fileno(), size, offset)
 
 
-_POLL_SLICE = 0.25  # seconds between looks at the stop flag while the client is not reading
-
-
-def _sendfile_blocking(out_fd: int, in_fd: int, offset: int, count: int, timeout: float,
-                       stop: threading.Event) -> int:
-    """In an I/O thread: sendfile until ``count`` bytes are sent or the file ends; waits
-    for the (non-blocking) socket to take more, up to ``timeout`` without progress."""
-    poller = select.poll()
-    poller.register(out_fd, select.POLLOUT)
-    sent = 0
-    while sent < count and not stop.is_set():
-        try:
-            n = os.sendfile(out_fd, in_fd, offset + sent, min(count - sent, _SENDFILE_PIECE))
-        except BlockingIOError:
-            waited = 0.0
-            while not poller.poll(_POLL_SLICE * 1000):
-                waited += _POLL_SLICE
-                if stop.is_set():
-                    return sent
-                if waited >= timeout:
-                    raise TimeoutError from None
-            continue
-        if n == 0:
-            break
-        sent += n
-    return sent
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _buffered(reader: asyncio.StreamReader) -> int:

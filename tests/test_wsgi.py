@@ -1232,3 +1232,31 @@ async def test_file_to_a_client_that_stops_reading_hits_the_send_timeout(
         assert 0 < len(received) < 256 * 1024 * 1024
     finally:
         await client.close()
+
+
+async def test_a_stalled_file_download_does_not_hold_up_another(
+        start_server: Any, tmp_path: Path, data_file: tuple[Path, bytes]) -> None:
+    big = tmp_path / "sparse.bin"
+    with open(big, "wb") as f:
+        f.truncate(256 * 1024 * 1024)
+    small, data = data_file
+    opened: list[TrackedFile] = []
+
+    def make_for(environ: Environ) -> TrackedFile:
+        return TrackedFile(big if environ["PATH_INFO"] == "/big" else small)
+
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        f = make_for(environ)
+        opened.append(f)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f)
+
+    server = await start_server(app, validate=False)
+    stalled = await connect(server)
+    try:
+        await stalled.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
+        await stalled.reader.readexactly(65536)  # it has begun, and is not read further
+        status, _, body = await fetch(server)
+        assert status == 200 and body == data
+    finally:
+        await stalled.close()
