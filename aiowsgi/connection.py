@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import accesslog, http11
 from .body import BodyBuffer
-from .handoff import ClientGone, Handoff
+from .handoff import ClientGone, Handoff, resolve
 from .http11 import HTTPError, Request
 from .pool import WorkerPool
 from .proxy import TrustedProxies, apply_proxy_headers
@@ -545,9 +545,8 @@ class HTTPConnection:
         (bounded by the send timeout)."""
         transport = self.transport
         try:
-            if transport.get_write_buffer_size() and not transport.is_closing():
-                transport.set_write_buffer_limits(high=0)
-                await self._drain()
+            if not transport.is_closing():
+                await self._flush()
         except (ClientGone, ConnectionError):
             pass
         finally:
@@ -646,7 +645,7 @@ class HTTPConnection:
 
     async def _writable(self, fd: int) -> None:
         waiter: asyncio.Future[None] = self.loop.create_future()
-        self.loop.add_writer(fd, _resolve, waiter)
+        self.loop.add_writer(fd, resolve, waiter)
         try:
             await waiter
         finally:
@@ -683,11 +682,6 @@ class HTTPConnection:
 
 def _pread(file: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(file.fileno(), size, offset)
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _buffered(reader: asyncio.StreamReader) -> int:

@@ -21,7 +21,8 @@ class ClientGone(ConnectionError):
     """Raised in the application thread when its response can no longer be delivered."""
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
+def resolve(waiter: asyncio.Future[None]) -> None:
+    """Wake ``waiter`` unless it is done already (cancelled, or woken by another path)."""
     if not waiter.done():
         waiter.set_result(None)
 
@@ -82,7 +83,7 @@ class Handoff:
             waiter = self._waiter
             self._waiter = None
         if waiter is not None:
-            self._notify(_wake, waiter)
+            self._notify(resolve, waiter)
 
     def start(self) -> bool:
         """A thread takes the request up; False if the loop has given up on it already."""

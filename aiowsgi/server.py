@@ -25,6 +25,7 @@ from typing import Any
 from . import metrics
 from .config import Config, ConfigError
 from .connection import HTTPConnection, ServerState, StreamProtocol
+from .handoff import resolve
 from .http11 import error_response
 from .pool import WorkerPool
 from .sockets import bind_sockets
@@ -229,7 +230,7 @@ class Server:
 
         def on_stopped() -> None:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(_resolve, stopped)
+                loop.call_soon_threadsafe(resolve, stopped)
 
         assert self._io is not None
         self._io.shutdown(wait=False)
@@ -343,11 +344,6 @@ def _connections_allowed(wanted: int) -> int:
 
 
 _THREAD_EXIT_GRACE = 1.0  # seconds idle threads get to notice the stop, past any deadline
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _url(host: str, port: int, scheme: str = "http") -> str:
