@@ -66,8 +66,6 @@ PROBE_TIMEOUT = 10.0  # seconds one probe request may take once connected
 STARTUP_POLL = 0.002  # seconds between connection attempts when timing a start
 SAMPLE_INTERVAL = 0.05  # seconds between RSS samples during a measured run
 FAMILY_REFRESH = 1.0  # seconds between scans of /proc for the server's children
-OUTPUT_TAIL_LINES = 20
-TAIL_BYTES = 64 * 1024
 
 BUSY_LOAD = 1.0  # 1-min load average above which the report carries a warning
 CLIENT_BOUND = 90.0  # client CPU % from which a figure measures the client, not the server
@@ -567,12 +565,6 @@ def dist_version(dist: str) -> str | None:
         return None
 
 
-def tail(log_file: IO[bytes], lines: int = OUTPUT_TAIL_LINES) -> str:
-    log_file.flush()
-    size = log_file.seek(0, os.SEEK_END)
-    log_file.seek(max(0, size - TAIL_BYTES))
-    text = log_file.read().decode("utf-8", "replace")
-    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(no output)"
 
 
 def request(port: int, scenario: Scenario, timeout: float = PROBE_TIMEOUT) -> str | None:
@@ -621,19 +613,19 @@ def wait_ready(
         if proc.poll() is not None:
             raise ServerFailed(
                 f"exited with status {proc.returncode} before answering",
-                tail(log_file),
+                idle.tail(log_file),
             )
         try:
             file_wrapper = request(port, scenario)
         except WrongAnswer as exc:
-            raise ServerFailed(f"wrong answer: {exc}", tail(log_file)) from exc
+            raise ServerFailed(f"wrong answer: {exc}", idle.tail(log_file)) from exc
         except (OSError, http.client.HTTPException):
             time.sleep(interval)
             continue
         return time.perf_counter() - start, file_wrapper
     raise ServerFailed(
         f"did not answer on {HOST}:{port} within {READY_TIMEOUT:.0f} s",
-        tail(log_file),
+        idle.tail(log_file),
     )
 
 
@@ -673,8 +665,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def server_env(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env = idle.server_env()
     env[apps.FILE_ENV] = str(args.file_path)
     return env
 
@@ -981,7 +972,7 @@ def bench_load(args: argparse.Namespace, scenario: Scenario, server: Server,
         except ServerFailed as exc:
             output = exc.output_tail
             if output is None:
-                output = tail(log_file)
+                output = idle.tail(log_file)
             result = RoundResult(round=round_no, ok=False, error=str(exc), output_tail=output)
         finally:
             stop(proc)
@@ -1001,7 +992,7 @@ def _measure(args: argparse.Namespace, scenario: Scenario, proc: subprocess.Pope
     cores1 = cpu_times(args.server_cpu), cpu_times(args.wrk_cpu)
     if proc.poll() is not None:
         raise ServerFailed(f"exited with status {proc.returncode} during the run",
-                           tail(log_file))
+                           idle.tail(log_file))
     return RoundResult(
         round=round_no, ok=True, wrk=result,
         rss_peak_kib=sampler.peak_kib, rss_hwm_kib=sampler.hwm_kib,
@@ -1024,7 +1015,7 @@ def bench_startup(args: argparse.Namespace, scenario: Scenario, server: Server,
             try:
                 took, _ = wait_ready(proc, port, log_file, scenario, STARTUP_POLL, start)
             except ServerFailed as exc:
-                output = exc.output_tail if exc.output_tail is not None else tail(log_file)
+                output = exc.output_tail if exc.output_tail is not None else idle.tail(log_file)
                 return RoundResult(round=round_no, ok=False, error=str(exc),
                                    output_tail=output, startup_ms=samples)
             finally:
@@ -1641,11 +1632,6 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def _names(parser: argparse.ArgumentParser, option: str, text: str,
@@ -1666,21 +1652,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="comma-separated subset of: " + ", ".join(SCENARIO_NAMES))
     parser.add_argument("--servers", default=",".join(SERVERS_BY_NAME),
                         help="comma-separated subset of: " + ", ".join(SERVERS_BY_NAME))
-    parser.add_argument("--duration", type=positive_int, default=10,
+    parser.add_argument("--duration", type=idle.positive_int, default=10,
                         help="whole seconds of each measured load run (default: 10)")
-    parser.add_argument("--rounds", type=positive_int, default=3,
+    parser.add_argument("--rounds", type=idle.positive_int, default=3,
                         help="interleaved rounds; the median is reported (default: 3)")
     parser.add_argument("--warmup", type=non_negative_int, default=2,
                         help="whole seconds of discarded load before each measurement; "
                              "0 disables (default: 2)")
-    parser.add_argument("--connections", type=positive_int, default=64,
+    parser.add_argument("--connections", type=idle.positive_int, default=64,
                         help="wrk connections of the hello scenario (default: 64)")
-    parser.add_argument("--startup-runs", type=positive_int, default=3,
+    parser.add_argument("--startup-runs", type=idle.positive_int, default=3,
                         help="starts per server and round in the startup scenario (default: 3)")
-    parser.add_argument("--idle-connections", type=positive_int, default=IDLE_CONNECTIONS,
+    parser.add_argument("--idle-connections", type=idle.positive_int, default=IDLE_CONNECTIONS,
                         help=f"idle connections in the idle scenario (default: "
                              f"{IDLE_CONNECTIONS})")
-    parser.add_argument("--idle-requests", type=positive_int, default=50,
+    parser.add_argument("--idle-requests", type=idle.positive_int, default=50,
                         help="new requests timed in the idle scenario (default: 50)")
     parser.add_argument("--bulk-client", choices=("python", "wrk"), default="python",
                         help="load generator of the stream and file scenarios: this script's "
