@@ -1,4 +1,4 @@
-"""One coroutine per client connection, over asyncio streams.
+"""One asyncio protocol per client connection.
 
 It reads a request head and body, hands the application call to the thread pool, writes
 what the application thread hands back, and repeats while the connection is kept alive.
@@ -14,7 +14,8 @@ import io
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import accesslog, http11
@@ -133,28 +134,9 @@ class ServerState:
         while True:
             await asyncio.sleep(self.tick)
             now = loop.time()
-            for conn in self.connections:
-                if conn.deadline and now >= conn.deadline:
-                    conn.expire()
-
-
-class StreamProtocol(asyncio.StreamReaderProtocol):
-    """asyncio's stream protocol, telling its connection at once when the peer closed
-    its side (EOF) or is gone."""
-
-    on_eof: Callable[[], object] | None = None
-    on_lost: Callable[[], object] | None = None
-
-    def eof_received(self) -> bool:
-        if self.on_eof is not None:
-            self.on_eof()
-        return bool(super().eof_received())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        on_lost, self.on_lost = self.on_lost, None
-        if on_lost is not None:
-            on_lost()
+            # expiring may close a connection, which leaves the set
+            for conn in [c for c in self.connections if c.deadline and now >= c.deadline]:
+                conn.expire()
 
 
 class _RequestTimeout(Exception):
@@ -165,66 +147,132 @@ class _QueueTimeout(Exception):
     """No thread took the request up within ``queue_timeout``."""
 
 
-class HTTPConnection:
-    __slots__ = ("_base", "_disconnected", "_eof", "_expired", "_handoff", "_lost", "_proxied",
-                 "_sent", "deadline", "idle", "loop", "reader", "served", "state", "task",
-                 "transport", "writer")
+# What a connection is doing; each decides what new bytes, a deadline, EOF and a lost
+# peer mean.  The common path (a head, maybe a small body, the application's answer)
+# runs in callbacks; the rest runs in a task (``_TASK``).
+_HEAD = 0  # waiting for a request head
+_BODY = 1  # waiting for the rest of a body that will be held in memory
+_APP = 2  # waiting for the application's output
+_DRAIN = 3  # waiting for the transport to take what was written
+_TASK = 4  # a coroutine has the connection: ``task``
+_CLOSED = 5
 
-    def __init__(self, state: ServerState, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, protocol: StreamProtocol) -> None:
+Continuation = Callable[[], object] | None
+
+
+class HTTPConnection(asyncio.Protocol):
+    """One client connection: an asyncio protocol.
+
+    Most requests never leave the protocol's callbacks: the head is parsed where its
+    bytes arrive, the call is handed to the pool, and its response is written from the
+    callback that the application thread schedules.  Rare or long waits (a body read in
+    pieces or spooled to disk, a file, a refusal, a late application) run as a
+    coroutine in a task instead, which hands the connection back when it is done.
+    """
+
+    __slots__ = ("_after_drain", "_base", "_body_parts", "_body_size", "_buffer", "_call",
+                 "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired",
+                 "_handoff", "_high_water", "_in_memory", "_keepalive_phase", "_lost", "_mode",
+                 "_over_ssl", "_paused", "_proxied", "_reading_paused", "_request", "_scanned",
+                 "_sent", "_started", "closed", "deadline", "loop", "served", "state", "task",
+                 "transport")
+
+    def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
         self.loop = asyncio.get_running_loop()
-        self.idle = True
-        self.task: asyncio.Task[Any] | None = None
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # made below
+        self.task: asyncio.Task[None] | None = None
+        self.closed: asyncio.Future[None] = self.loop.create_future()
         self.deadline = 0.0
-        self._expired = False
-        self._base = _connection_environ(writer, state.config.root_path)
-        # the peer is a trusted proxy: its forwarding headers describe the client
-        self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
-        # the request whose application call is running, while one is
+        self.served = 0  # requests begun on this connection
+        self._mode = _HEAD
+        self._buffer = b""  # bytes received and not yet consumed
+        self._scanned = 0  # of them, bytes known to hold no head terminator
+        self._high_water = 2 * state.config.max_header_size  # past it, reading pauses
+        self._reading_paused = False
+        self._paused = False  # the transport asked us to stop writing
+        self._eof = self._lost = self._expired = False
+        self._keepalive_phase = False
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._after_drain: Callable[[], object] | None = None
+        # the request being read, answered or both
+        self._request: Request | None = None
+        self._body_parts: list[bytes] = []
+        self._body_size = 0
+        self._in_memory = 0  # bytes of the server's body memory budget it holds
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
-        self._eof = self._lost = False
+        self._call: WSGICall | None = None
+        self._started = 0.0
         self._sent = 0  # response bytes of the current request, for the access log
-        self.served = 0  # requests answered on this connection
-        protocol.on_lost = self._on_lost
-        protocol.on_eof = self._on_eof
+        self._base: dict[str, Any] = {}
+        self._proxied = False
+        self._over_ssl = False
+
+    # -- protocol callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        state = self.state
+        if len(state.connections) >= state.max_connections:
+            self._refuse_connection()
+            return
         state.connections.add(self)
+        self._over_ssl = transport.get_extra_info("sslcontext") is not None
+        self._base = _connection_environ(transport, state.config.root_path)
+        # the peer is a trusted proxy: its forwarding headers describe the client
+        self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
+        self.deadline = self.loop.time() + state.config.header_timeout
 
-    async def run(self) -> None:
-        try:
-            await self._serve()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            self.transport.abort()
-            raise
-        except Exception:
-            log.exception("unexpected error on connection")
-            self.transport.abort()
-        finally:
-            self.state.connections.discard(self)
-            if not self.transport.is_closing():
-                self.transport.close()
+    def _refuse_connection(self) -> None:
+        """Past ``max_connections``: a 503 and the door, without reading anything."""
+        state = self.state
+        state.refused += 1
+        if state.refused == 1 or state.refused % 1000 == 0:
+            log.warning("max_connections=%d reached: new connections get 503 (%d so far)",
+                        state.max_connections, state.refused)
+        self._mode = _CLOSED
+        resolve(self.closed)
+        self.transport.write(http11.error_response(503, "too many connections", retry_after=1))
+        self.transport.close()
 
-    @property
-    def closable_when_idle(self) -> bool:
-        """Whether shutting down may close this idle connection without losing a request:
-        not when bytes of one are already here, nor when the client connected and has not
-        sent its first request yet (it is surely about to)."""
-        return self.served > 0 and _buffered(self.reader) == 0
+    def data_received(self, data: bytes) -> None:
+        mode = self._mode
+        if mode == _BODY:
+            self._body_parts.append(data)
+            self._body_size += len(data)
+            if self._body_size >= self._request.content_length:  # type: ignore[union-attr,operator]
+                self._body_complete()
+            return
+        buffer = self._buffer = self._buffer + data if self._buffer else data
+        if mode == _HEAD:
+            self._read_head()
+        elif mode != _CLOSED:
+            waiter = self._data_waiter
+            if waiter is not None:
+                self._data_waiter = None
+                resolve(waiter)
+            elif len(buffer) > self._high_water:
+                self._pause_reading()
 
-    def _on_eof(self) -> None:
-        """The client closed its sending side.  It may still read (a half-close), so the
-        response goes on; the application is told, and may stop early."""
+    def eof_received(self) -> bool:
+        """The client closed its sending side.  It may still read (a half-close), so a
+        response under way goes on; the application is told, and may stop early."""
         self._eof = True
         if self._disconnected is not None:
             self._disconnected.set()
+        mode = self._mode
+        if mode == _HEAD:
+            self._read_head()
+        elif mode == _BODY:
+            self._close()  # a body cut short: nobody to answer
+        elif self._data_waiter is not None:
+            waiter, self._data_waiter = self._data_waiter, None
+            resolve(waiter)
+        return not self._over_ssl
 
-    def _on_lost(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         """The client is gone: a request waiting for a thread is dropped, a running
         application call is told at once and its next write raises."""
         self._lost = True
@@ -232,13 +280,527 @@ class HTTPConnection:
             self._disconnected.set()
         if self._handoff is not None:
             self._handoff.abort(ClientGone("client disconnected"))
+        if self._data_waiter is not None:
+            waiter, self._data_waiter = self._data_waiter, None
+            resolve(waiter)
+        if self._drain_waiter is not None:
+            waiter, self._drain_waiter = self._drain_waiter, None
+            if not waiter.done():
+                waiter.set_exception(ConnectionResetError("connection lost"))
+        if self._mode != _TASK:  # else the task finds out, and closes
+            self._close()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None:
+            waiter, self._drain_waiter = self._drain_waiter, None
+            resolve(waiter)
+        if self._mode == _DRAIN:
+            after, self._after_drain = self._after_drain, None
+            self.deadline = 0.0
+            self._mode = _APP
+            assert after is not None
+            after()
+
+    # -- the server's view ------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self._mode == _HEAD and not self._buffer
+
+    @property
+    def closable_when_idle(self) -> bool:
+        """Whether shutting down may close this idle connection without losing a request:
+        not when bytes of one are already here, nor when the client connected and has not
+        sent its first request yet (it is surely about to)."""
+        return self.served > 0 and not self._buffer
+
+    def abort(self) -> None:
+        """Close now, whatever is under way (the end of a graceful shutdown)."""
+        if self.task is not None:
+            self.task.cancel()
+        else:
+            self._close(abort=True)
 
     def expire(self) -> None:
-        """The current wait took too long: it raises TimeoutError."""
+        """The current wait took too long."""
         self.deadline = 0.0
-        if self.task is not None:
-            self._expired = True
-            self.task.cancel()
+        mode = self._mode
+        if mode == _TASK:  # the coroutine's wait raises TimeoutError
+            if self.task is not None:
+                self._expired = True
+                self.task.cancel()
+        elif mode == _HEAD:
+            if self._keepalive_phase and self._buffer:
+                # idle past the keep-alive timeout, but a request has begun: it gets the
+                # header timeout to finish
+                self._keepalive_phase = False
+                self.deadline = self.loop.time() + self.state.config.header_timeout
+            elif self._buffer:
+                self._refuse(HTTPError(408, "request head not received in time"))
+            else:
+                self._close()
+        elif mode == _BODY:
+            self._refuse(HTTPError(408, "request body not received in time"))
+        elif mode == _APP:
+            self._start_task(self._first_items_late())
+        elif mode == _DRAIN:
+            log.info("client did not read its response for %ss; aborted",
+                     self.state.config.send_timeout)
+            self._close(abort=True)
+
+    # -- reading a request ------------------------------------------------------------
+
+    def _read_head(self) -> None:
+        """Take the next request head from the buffer, or wait for more of it."""
+        if self._lost:
+            self._close()
+            return
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n", self._scanned)
+        limit = self.state.config.max_header_size
+        if end < 0:
+            if len(buffer) >= limit:
+                self._refuse(HTTPError(431, "request head too large"))
+            elif self._eof:
+                if buffer.strip():
+                    log.debug("client closed the connection inside a request head")
+                self._close()
+            else:
+                self._scanned = max(0, len(buffer) - 3)
+                if self._reading_paused:
+                    self._resume_reading()
+            return
+        end += 4
+        if end > limit:
+            self._refuse(HTTPError(431, "request head too large"))
+            return
+        self._buffer = buffer[end:]
+        self._scanned = 0
+        self.served += 1
+        config = self.state.config
+        try:
+            request = http11.parse_head(
+                buffer[:end], max_request_line=config.max_request_line,
+                max_header_size=config.max_header_size,
+                max_header_count=config.max_header_count)
+        except HTTPError as exc:
+            self._refuse(exc)
+            return
+        self._request = request
+        if not request.chunked and not request.content_length:
+            self._dispatch(request, io.BytesIO(), 0)
+            return
+        self._begin_body(request)
+
+    def _begin_body(self, request: Request) -> None:
+        state = self.state
+        config = state.config
+        length = request.content_length
+        if length is not None and length > config.max_body_size:
+            self._refuse(HTTPError(413, "request body too large"))
+            return
+        if request.expect_continue:
+            self.transport.write(http11.CONTINUE)
+        room = max(0, min(config.body_buffer_size, config.max_body_memory - state.body_memory))
+        if length is None or length > room:
+            self._start_task(self._read_body(request, room))
+            return
+        state.body_memory += length
+        self._in_memory = length
+        buffer = self._buffer
+        if len(buffer) >= length:
+            self._buffer = buffer[length:]
+            self._dispatch(request, io.BytesIO(buffer[:length]), length)
+            return
+        self._mode = _BODY
+        self._body_parts = [buffer] if buffer else []
+        self._body_size = len(buffer)
+        self._buffer = b""
+        self.deadline = self.loop.time() + config.body_timeout
+        if self._eof:
+            self._close()
+        elif self._reading_paused:
+            self._resume_reading()
+
+    def _body_complete(self) -> None:
+        request = self._request
+        assert request is not None and request.content_length is not None
+        length = request.content_length
+        data = b"".join(self._body_parts)
+        self._body_parts = []
+        self._body_size = 0
+        self._buffer = data[length:]
+        self.deadline = 0.0
+        self._mode = _APP
+        self._dispatch(request, io.BytesIO(data[:length]), length)
+
+    async def _read_body(self, request: Request, room: int) -> Continuation:
+        """A chunked body, or one larger than what may stay in memory: collected into a
+        buffer that spools to disk past ``room`` bytes, reserved from the budget
+        meanwhile."""
+        state = self.state
+        config = state.config
+        timeout = config.body_timeout
+        state.body_memory += room
+        self._in_memory = room
+        buffer = BodyBuffer(self.loop, state.io, room)
+        try:
+            if request.content_length is not None:
+                remaining = request.content_length
+                while remaining:
+                    data = await self._within(self._read(min(remaining, 256 * 1024)), timeout)
+                    if not data:
+                        raise asyncio.IncompleteReadError(b"", remaining)
+                    remaining -= len(data)
+                    await buffer.write(data)
+            else:
+                decoder = http11.ChunkedDecoder(
+                    max_chunk_line=config.max_chunk_line,
+                    max_trailer_size=config.max_trailer_size,
+                    max_body_size=config.max_body_size,
+                    max_chunk_extensions=config.max_chunk_extensions)
+                while not decoder.done:
+                    wanted = decoder.bytes_wanted
+                    data = await self._within(
+                        self._read(min(wanted, 256 * 1024)) if wanted else self._read_line(),
+                        timeout)
+                    if not data:
+                        raise asyncio.IncompleteReadError(b"", None)
+                    for piece in decoder.feed(data):
+                        await buffer.write(piece)
+            body = await buffer.finish()
+        except BaseException as exc:
+            buffer.discard()
+            state.body_memory -= room
+            self._in_memory = 0
+            if isinstance(exc, TimeoutError):
+                exc = HTTPError(408, "request body not received in time")
+            if isinstance(exc, HTTPError):
+                await self._refuse_now(exc)
+                return None
+            raise
+        held = 0 if buffer.spooled else buffer.size
+        state.body_memory -= room - held
+        self._in_memory = held
+        return partial(self._dispatch, request, body, buffer.size)
+
+    async def _wait_for_data(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+        if self._reading_paused:
+            self._resume_reading()
+        waiter = self._data_waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._data_waiter = None
+
+    async def _read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; empty at the end of the stream."""
+        while not self._buffer:
+            if self._eof:
+                return b""
+            await self._wait_for_data()
+        buffer = self._buffer
+        if len(buffer) <= size:
+            self._buffer = b""
+            return buffer
+        self._buffer = buffer[size:]
+        return buffer[:size]
+
+    async def _read_line(self) -> bytes:
+        """Bytes up to and including the next LF (a chunk-size or trailer line)."""
+        limit = self.state.config.max_header_size
+        start = 0
+        while True:
+            buffer = self._buffer
+            end = buffer.find(b"\n", start)
+            if end >= 0:
+                if end > limit:
+                    break
+                self._buffer = buffer[end + 1:]
+                return buffer[:end + 1]
+            if len(buffer) > limit:
+                break
+            if self._eof:
+                raise asyncio.IncompleteReadError(buffer, None)
+            start = len(buffer)
+            await self._wait_for_data()
+        raise HTTPError(400, "chunk line too long")
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and not self.transport.is_closing():
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and len(self._buffer) <= self._high_water:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    # -- calling the application ------------------------------------------------------
+
+    def _dispatch(self, request: Request, body: IO[bytes], size: int) -> None:
+        """Hand the application call to the pool; its output arrives in ``_on_items``."""
+        state = self.state
+        config = state.config
+        environ = build_environ(self._base, request, body, size)
+        if self._proxied:
+            apply_proxy_headers(environ, self.state.trusted)  # type: ignore[arg-type]
+        if self._lost:  # gone while its body was read: nobody to answer
+            body.close()
+            self._close()
+            return
+        if state.active >= state.admit_limit:
+            log.warning("%d requests already wait for a thread (max_queue): answered 503",
+                        state.active - state.capacity)
+            body.close()
+            self._answer_and_close(http11.error_response(
+                503, "too many requests waiting", retry_after=_RETRY_AFTER))
+            return
+        handoff = Handoff(self.loop, config.send_buffer_size)
+        disconnected = environ["aiowsgi.disconnected"]
+        if self._eof:
+            disconnected.set()
+        call = WSGICall(state.app, environ, request, handoff, state,
+                        keep_alive=request.keep_alive and not state.shutting_down,
+                        server_header=config.server_header,
+                        expose_tracebacks=config.expose_tracebacks)
+        try:
+            state.executor.run_soon(call.run)
+        except RuntimeError:  # the pool is shutting down
+            body.close()
+            self._answer_and_close(http11.error_response(503, "server is shutting down"))
+            return
+        state.active += 1
+        state.requests += 1
+        if state.requests == config.max_requests and state.on_max_requests is not None:
+            state.on_max_requests()
+        self._handoff, self._disconnected, self._call = handoff, disconnected, call
+        if state.access:
+            self._started, self._sent = time.perf_counter(), 0
+        self._mode = _APP
+        self.deadline = self.loop.time() + self._first_wait()
+        items = handoff.take_or_notify(self._on_items)
+        if items is not None:
+            self._write_items(items)
+
+    def _first_wait(self) -> float:
+        """How long to wait for the application's first output before looking again."""
+        config = self.state.config
+        if config.request_timeout:
+            return min(config.queue_timeout, config.request_timeout)
+        return config.queue_timeout
+
+    async def _first_items_late(self) -> Continuation:
+        """The first wait ran out: either no thread took the request up (503), or the
+        application runs and may still have ``request_timeout`` to answer (else 504)."""
+        handoff, request = self._handoff, self._request
+        assert handoff is not None and request is not None
+        state = self.state
+        config = state.config
+        waited = self._first_wait()
+        if handoff.cancel_unstarted(ClientGone("no thread in time")):
+            # it stays in the pool's queue, to be skipped there
+            self._forget_request()
+            state.release()
+            log.warning("no thread became free within queue_timeout=%ss: answered 503",
+                        config.queue_timeout)
+            self.transport.write(http11.error_response(
+                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
+            return None
+        timeout = config.request_timeout
+        try:
+            if not timeout:
+                items = await handoff.take()
+            elif waited >= timeout:
+                raise _RequestTimeout
+            else:
+                try:
+                    items = await self._within(handoff.take(), timeout - waited)
+                except TimeoutError:
+                    raise _RequestTimeout from None
+        except _RequestTimeout:
+            log.error("%s %s: no response after request_timeout=%ss; answered 504, the "
+                      "application thread is abandoned", request.method, request.path,
+                      config.request_timeout)
+            self._give_up(ClientGone("request timeout"), abandon=True)
+            self.transport.write(http11.error_response(504, "the application took too long"))
+            return None
+        return partial(self._write_items, items)
+
+    def _on_items(self) -> None:
+        """The application thread handed output over (scheduled from that thread)."""
+        handoff = self._handoff
+        if handoff is None or self._mode != _APP:
+            return  # stale: the connection has moved on
+        try:
+            items = handoff.take_or_notify(self._on_items)
+        except ClientGone:
+            return
+        if items is not None:
+            self._write_items(items)
+
+    def _write_items(self, items: list[Any]) -> None:
+        """Write what the application thread handed over, until it has to wait for more
+        output or for the client; a file or an abort continues in a task."""
+        handoff = self._handoff
+        assert handoff is not None
+        self.deadline = 0.0
+        transport = self.transport
+        write = transport.write
+        while True:
+            written = 0
+            for item in items:
+                kind = type(item)
+                if kind is bytes:
+                    if transport.is_closing():
+                        self._close()
+                        return
+                    write(item)
+                    written += len(item)
+                elif kind is Finish:
+                    if item.data:
+                        if transport.is_closing():
+                            self._close()
+                            return
+                        write(item.data)
+                    self._sent += written + len(item.data)
+                    self._after_write(partial(self._response_done, item.keep_alive))
+                    return
+                elif kind is SendFile:
+                    self._start_task(self._send_file(item))
+                    return
+                else:
+                    assert kind is Abort
+                    if item.data and not transport.is_closing():
+                        write(item.data)
+                    self._start_task(self._abort_after_flush())
+                    return
+            if written:
+                self._sent += written
+                if self._paused or transport.is_closing():
+                    self._after_write(partial(self._release, written))
+                    return
+                handoff.release(written)
+            try:
+                more = handoff.take_or_notify(self._on_items)
+            except ClientGone:
+                self._close()
+                return
+            if more is None:
+                self._mode = _APP
+                return
+            items = more
+
+    def _release(self, nbytes: int) -> None:
+        """Written bytes have left: the thread may hand over as much again."""
+        handoff = self._handoff
+        if handoff is None:
+            return
+        handoff.release(nbytes)
+        try:
+            items = handoff.take_or_notify(self._on_items)
+        except ClientGone:
+            self._close()
+            return
+        if items is not None:
+            self._write_items(items)
+
+    def _after_write(self, then: Callable[[], object]) -> None:
+        """Run ``then`` once the transport has taken what it buffered (below its high
+        water mark), within the send timeout."""
+        if self._lost or self.transport.is_closing():
+            self._close()
+        elif self._paused:
+            self._mode = _DRAIN
+            self._after_drain = then
+            self.deadline = self.loop.time() + self.state.config.send_timeout
+        else:
+            then()
+
+    def _response_done(self, keep_alive: bool) -> None:
+        """The response is written; on to the next request, or close."""
+        state = self.state
+        call = self._call
+        assert call is not None
+        self._forget_request()
+        state.release()
+        if state.access:
+            duration = time.perf_counter() - self._started
+            accesslog.write(state.config.access_log_format, call.environ, call.status,
+                            self._sent, time.time() - duration, duration)
+        self._next_request(keep_alive)
+
+    def _next_request(self, keep_alive: bool) -> None:
+        if not keep_alive or self.state.shutting_down:
+            self._close()
+            return
+        self._mode = _HEAD
+        self._keepalive_phase = True
+        self.deadline = self.loop.time() + self.state.config.keepalive_timeout
+        self._read_head()
+
+    def _forget_request(self) -> None:
+        """Let go of the current request: nothing of it stays referenced while the
+        connection idles, and its share of the body memory is given back."""
+        self._handoff = self._disconnected = self._call = None
+        self._request = None
+        self.state.body_memory -= self._in_memory
+        self._in_memory = 0
+
+    def _give_up(self, error: ClientGone, *, abandon: bool = False) -> None:
+        """Stop following an application call that is still running (or still queued): its
+        next write raises, and its slot is released once its thread has finished."""
+        handoff, disconnected = self._handoff, self._disconnected
+        if handoff is None:
+            return
+        assert disconnected is not None
+        self._forget_request()
+        state = self.state
+        disconnected.set()
+        handoff.abort(error)
+        if abandon:
+            state.abandon()
+            if handoff.detach(state.abandoned_done):
+                state.abandoned_done()
+        elif handoff.detach(state.release):
+            state.release()
+
+    # -- coroutines for the rare paths ------------------------------------------------
+
+    def _start_task(self, coro: Coroutine[Any, Any, Continuation]) -> None:
+        self._mode = _TASK
+        self.deadline = 0.0
+        self.task = self.loop.create_task(self._run_task(coro))
+
+    async def _run_task(self, coro: Coroutine[Any, Any, Continuation]) -> None:
+        """Run one rare path; then carry on with what it returns, or close."""
+        try:
+            then = await coro
+        except (ConnectionError, asyncio.IncompleteReadError):
+            then = None
+        except asyncio.CancelledError:
+            self.task = None
+            self._close(abort=True)
+            raise
+        except Exception:
+            log.exception("unexpected error on connection")
+            self.task = None
+            self._close(abort=True)
+            return
+        self.task = None
+        self.deadline = 0.0
+        if then is None or self._lost:
+            self._close()
+            return
+        self._mode = _APP
+        then()
 
     async def _within(self, aw: Awaitable[T], timeout: float) -> T:
         self.deadline = self.loop.time() + timeout
@@ -254,277 +816,21 @@ class HTTPConnection:
         finally:
             self.deadline = 0.0
 
-    async def _serve(self) -> None:
-        config = self.state.config
-        first = True
-        while not self.state.shutting_down:
-            self.idle = True
-            head = await self._read_head(first)
-            if head is None:
-                return
-            self.idle = False
-            first = False
-            self.served += 1
-            try:
-                request = http11.parse_head(
-                    head, max_request_line=config.max_request_line,
-                    max_header_size=config.max_header_size,
-                    max_header_count=config.max_header_count)
-                body, size, in_memory = await self._read_body(request)
-            except HTTPError as exc:
-                await self._refuse(exc)
-                return
-            try:
-                environ = build_environ(self._base, request, body, size)
-                if self._proxied:
-                    apply_proxy_headers(environ, self.state.trusted)  # type: ignore[arg-type]
-                keep_alive = request.keep_alive and not self.state.shutting_down
-                if not await self._call_app(environ, request, keep_alive):
-                    return
-            finally:
-                self.state.body_memory -= in_memory
-            # nothing of this request stays referenced while the connection idles
-            del head, request, body, environ
-
-    async def _read_head(self, first: bool) -> bytes | None:
-        """The next request head, or None when the client is done or too slow."""
-        config = self.state.config
-        reader = self.reader
-        # An idle kept-alive connection gets the keep-alive timeout; a client that has
-        # begun a request by then gets the header timeout to finish it.
-        waits = ((config.header_timeout,) if first else
-                 (config.keepalive_timeout, config.header_timeout))
-        for timeout in waits:
-            try:
-                return await self._within(reader.readuntil(b"\r\n\r\n"), timeout)
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial.strip():
-                    log.debug("client closed the connection inside a request head")
-                return None
-            except asyncio.LimitOverrunError:
-                await self._refuse(HTTPError(431, "request head too large"))
-                return None
-            except TimeoutError:
-                if not _buffered(reader):
-                    return None
-        await self._refuse(HTTPError(408, "request head not received in time"))
-        return None
-
-    async def _read_body(self, request: Request) -> tuple[IO[bytes], int, int]:
-        """The request body, its size, and how many bytes of the server's memory budget
-        for bodies it holds (to give back when the request is done)."""
-        state = self.state
-        config = state.config
-        length = request.content_length
-        if not request.chunked and not length:
-            return io.BytesIO(), 0, 0
-        if length is not None and length > config.max_body_size:
-            raise HTTPError(413, "request body too large")
-        if request.expect_continue:
-            self.writer.write(http11.CONTINUE)
-        reader = self.reader
-        timeout = config.body_timeout
-        room = max(0, min(config.body_buffer_size, config.max_body_memory - state.body_memory))
-        if length is not None and length <= room:
-            state.body_memory += length
-            try:
-                data = await self._within(reader.readexactly(length), timeout)
-            except TimeoutError:
-                state.body_memory -= length
-                raise HTTPError(408, "request body not received in time") from None
-            except BaseException:
-                state.body_memory -= length
-                raise
-            return io.BytesIO(data), length, length
-        # Chunked, or larger than what may stay in memory: collect into a buffer that
-        # spools to disk past ``room`` bytes, reserved from the budget meanwhile.
-        state.body_memory += room
-        buffer = BodyBuffer(self.loop, state.io, room)
-        try:
-            if length is not None:
-                remaining = length
-                while remaining:
-                    data = await self._within(reader.read(min(remaining, 256 * 1024)), timeout)
-                    if not data:
-                        raise asyncio.IncompleteReadError(b"", remaining)
-                    remaining -= len(data)
-                    await buffer.write(data)
-            else:
-                decoder = http11.ChunkedDecoder(
-                    max_chunk_line=config.max_chunk_line,
-                    max_trailer_size=config.max_trailer_size,
-                    max_body_size=config.max_body_size,
-                    max_chunk_extensions=config.max_chunk_extensions)
-                while not decoder.done:
-                    wanted = decoder.bytes_wanted
-                    data = await self._within(
-                        reader.read(min(wanted, 256 * 1024)) if wanted
-                        else reader.readuntil(b"\n"), timeout)
-                    if not data:
-                        raise asyncio.IncompleteReadError(b"", None)
-                    for piece in decoder.feed(data):
-                        await buffer.write(piece)
-            body = await buffer.finish()
-        except BaseException as exc:
-            state.body_memory -= room
-            buffer.discard()
-            if isinstance(exc, TimeoutError):
-                raise HTTPError(408, "request body not received in time") from None
-            if isinstance(exc, asyncio.LimitOverrunError):
-                raise HTTPError(400, "chunk line too long") from None
-            raise
-        held = 0 if buffer.spooled else buffer.size
-        state.body_memory -= room - held
-        return body, buffer.size, held
-
-    async def _call_app(self, environ: dict[str, Any], request: Request,
-                        keep_alive: bool) -> bool:
-        """Run the application and write its response; True to keep the connection."""
-        state = self.state
-        config = state.config
-        if self._lost:  # gone while its body was read: nobody to answer
-            environ["wsgi.input"].close()
-            return False
-        if state.active >= state.admit_limit:
-            log.warning("%d requests already wait for a thread (max_queue): answered 503",
-                        state.active - state.capacity)
-            environ["wsgi.input"].close()
-            self.transport.write(http11.error_response(
-                503, "too many requests waiting", retry_after=_RETRY_AFTER))
-            return False
-        handoff = Handoff(self.loop, config.send_buffer_size)
-        disconnected = environ["aiowsgi.disconnected"]
-        if self._eof:
-            disconnected.set()
-        call = WSGICall(state.app, environ, request, handoff, state, keep_alive=keep_alive,
-                        server_header=config.server_header,
-                        expose_tracebacks=config.expose_tracebacks)
-        try:
-            state.executor.run_soon(call.run)
-        except RuntimeError:  # the pool is shutting down
-            environ["wsgi.input"].close()
-            self.transport.write(http11.error_response(503, "server is shutting down"))
-            return False
-        state.active += 1
-        state.requests += 1
-        if state.requests == config.max_requests and state.on_max_requests is not None:
-            state.on_max_requests()
-        self._handoff, self._disconnected = handoff, disconnected
-        if state.access:
-            started, self._sent = time.perf_counter(), 0
-        try:
-            keep_alive = await self._write_response(handoff)
-        except _QueueTimeout:
-            # no thread took it up: it stays in the pool's queue, to be skipped there
-            state.release()
-            log.warning("no thread became free within queue_timeout=%ss: answered 503",
-                        config.queue_timeout)
-            self.transport.write(http11.error_response(
-                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
-            return False
-        except _RequestTimeout:
-            log.error("%s %s: no response after request_timeout=%ss; answered 504, the "
-                      "application thread is abandoned", request.method, request.path,
-                      config.request_timeout)
-            self._give_up(handoff, disconnected, ClientGone("request timeout"), abandon=True)
-            self.transport.write(http11.error_response(504, "the application took too long"))
-            return False
-        except BaseException as exc:
-            self._give_up(handoff, disconnected, ClientGone(str(exc) or type(exc).__name__))
-            raise
-        finally:
-            self._handoff = self._disconnected = None
-        state.release()
-        if state.access:
-            duration = time.perf_counter() - started
-            accesslog.write(config.access_log_format, environ, call.status, self._sent,
-                            time.time() - duration, duration)
-        return keep_alive
-
-    def _give_up(self, handoff: Handoff, disconnected: Disconnected, error: ClientGone,
-                 *, abandon: bool = False) -> None:
-        """Stop following an application call that is still running (or still queued): its
-        next write raises, and its slot is released once its thread has finished."""
-        state = self.state
-        disconnected.set()
-        handoff.abort(error)
-        if abandon:
-            state.abandon()
-            if handoff.detach(state.abandoned_done):
-                state.abandoned_done()
-        elif handoff.detach(state.release):
-            state.release()
-
-    def _first_wait(self) -> float:
-        """How long to wait for the application's first output before looking again."""
-        config = self.state.config
-        if config.request_timeout:
-            return min(config.queue_timeout, config.request_timeout)
-        return config.queue_timeout
-
-    async def _first_items_late(self, handoff: Handoff, waited: float) -> list[Any]:
-        """The first wait ran out: either no thread took the request up (503), or the
-        application runs and may still have ``request_timeout`` to answer (else 504)."""
-        if handoff.cancel_unstarted(ClientGone("no thread in time")):
-            raise _QueueTimeout
-        timeout = self.state.config.request_timeout
-        if not timeout:
-            return await handoff.take()
-        if waited >= timeout:
-            raise _RequestTimeout
-        try:
-            return await self._within(handoff.take(), timeout - waited)
-        except TimeoutError:
-            raise _RequestTimeout from None
-
-    async def _write_response(self, handoff: Handoff) -> bool:
-        transport = self.transport
-        write = transport.write
-        first_wait = self._first_wait()
-        try:
-            items = await self._within(handoff.take(), first_wait)
-        except TimeoutError:
-            items = await self._first_items_late(handoff, first_wait)
-        while True:
-            written = 0
-            for item in items:
-                if type(item) is bytes:
-                    if transport.is_closing():
-                        raise ClientGone("client closed the connection")
-                    write(item)
-                    written += len(item)
-                elif type(item) is Finish:
-                    if item.data:
-                        if transport.is_closing():
-                            raise ClientGone("client closed the connection")
-                        write(item.data)
-                    self._sent += written + len(item.data)
-                    await self._drain()
-                    return item.keep_alive
-                elif type(item) is SendFile:
-                    return await self._send_file(item)
-                else:
-                    assert type(item) is Abort
-                    if item.data and not transport.is_closing():
-                        write(item.data)
-                    await self._abort_after_flush()
-                    return False
-            if written:
-                self._sent += written
-                await self._drain()
-                handoff.release(written)
-            items = await handoff.take()
-
     async def _drain(self) -> None:
         """Wait until the transport has taken what it buffered, up to the send timeout."""
-        if self.transport.get_write_buffer_size():
+        if self._lost:
+            raise ClientGone("client closed the connection")
+        if self._paused:
+            waiter = self._drain_waiter = self.loop.create_future()
             try:
-                await self._within(self.writer.drain(), self.state.config.send_timeout)
+                await self._within(waiter, self.state.config.send_timeout)
             except TimeoutError:
                 log.info("client did not read its response for %ss; aborted",
                          self.state.config.send_timeout)
                 self.transport.abort()
                 raise ClientGone("send timeout") from None
+            finally:
+                self._drain_waiter = None
         elif self.transport.is_closing():
             raise ClientGone("client closed the connection")
 
@@ -540,9 +846,11 @@ class HTTPConnection:
                 if not transport.is_closing():
                     transport.set_write_buffer_limits(high=high, low=low)
 
-    async def _abort_after_flush(self) -> None:
+    async def _abort_after_flush(self) -> Continuation:
         """Close without completing the response, after what was written has gone out
         (bounded by the send timeout)."""
+        self._forget_request()
+        self.state.release()
         transport = self.transport
         try:
             if not transport.is_closing():
@@ -551,8 +859,9 @@ class HTTPConnection:
             pass
         finally:
             transport.abort()
+        return None
 
-    async def _send_file(self, item: SendFile) -> bool:
+    async def _send_file(self, item: SendFile) -> Continuation:
         try:
             if self.transport.is_closing():
                 raise ClientGone("client closed the connection")
@@ -563,10 +872,9 @@ class HTTPConnection:
             await self.loop.run_in_executor(self.state.executor, item.close)
         if sent < item.count:
             log.error("file ended %d bytes before its Content-Length", item.count - sent)
-            await self._abort_after_flush()
-            return False
+            return await self._abort_after_flush()
         await self._drain()
-        return item.keep_alive
+        return partial(self._response_done, item.keep_alive)
 
     async def _sendfile(self, file: IO[bytes], offset: int, count: int) -> int:
         """Send ``count`` bytes of ``file`` from ``offset``, without copies through Python
@@ -651,14 +959,20 @@ class HTTPConnection:
         finally:
             self.loop.remove_writer(fd)
 
-    async def _refuse(self, exc: HTTPError) -> None:
+    # -- refusing and closing ---------------------------------------------------------
+
+    def _refuse(self, exc: HTTPError) -> None:
         """Answer a request the server will not handle, then close the connection."""
+        self._start_task(self._refuse_now(exc))
+
+    async def _refuse_now(self, exc: HTTPError) -> Continuation:
         log.info("%s %s from %s", exc.status, exc.reason, self._base["REMOTE_ADDR"])
         transport = self.transport
         if transport.is_closing():
-            return
+            return None
         transport.write(http11.error_response(exc.status, exc.reason))
         await self._linger()
+        return None
 
     async def _linger(self) -> None:
         """Close gently: stop sending, then read and drop what the client still sends
@@ -671,30 +985,43 @@ class HTTPConnection:
             dropped = 0
             deadline = self.loop.time() + _LINGER_SECONDS
             while dropped < _LINGER_BYTES:
-                data = await self._within(self.reader.read(65536),
-                                          deadline - self.loop.time())
+                data = await self._within(self._read(65536), deadline - self.loop.time())
                 if not data:
                     break
                 dropped += len(data)
         except (TimeoutError, ConnectionError, ClientGone, OSError):
             pass
 
+    def _answer_and_close(self, data: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(data)
+        self._close()
+
+    def _close(self, *, abort: bool = False) -> None:
+        """Close the connection and let go of everything it holds; safe to repeat."""
+        if self._handoff is not None:
+            self._give_up(ClientGone("connection closed"))
+        else:
+            self._forget_request()
+        self._mode = _CLOSED
+        self.deadline = 0.0
+        self._buffer = b""
+        self._body_parts = []
+        if abort:
+            self.transport.abort()
+        elif not self.transport.is_closing():
+            self.transport.close()
+        self.state.connections.discard(self)
+        resolve(self.closed)
+
 
 def _pread(file: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(file.fileno(), size, offset)
 
 
-def _buffered(reader: asyncio.StreamReader) -> int:
-    # StreamReader has no public way to ask whether bytes are waiting; both asyncio and
-    # uvloop use this same pure-Python class.
-    return len(getattr(reader, "_buffer", b""))
-
-
-
-
-def _connection_environ(writer: asyncio.StreamWriter, root_path: str) -> dict[str, Any]:
-    sockname = writer.get_extra_info("sockname")
-    peername = writer.get_extra_info("peername")
+def _connection_environ(transport: asyncio.BaseTransport, root_path: str) -> dict[str, Any]:
+    sockname = transport.get_extra_info("sockname")
+    peername = transport.get_extra_info("peername")
     if isinstance(sockname, tuple):
         server_name, server_port = str(sockname[0]), str(sockname[1])
     else:
@@ -703,7 +1030,7 @@ def _connection_environ(writer: asyncio.StreamWriter, root_path: str) -> dict[st
         remote_addr, remote_port = str(peername[0]), str(peername[1])
     else:
         remote_addr, remote_port = "", ""
-    scheme = "https" if writer.get_extra_info("sslcontext") is not None else "http"
+    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
     return base_environ(server_name=server_name, server_port=server_port,
                         remote_addr=remote_addr, remote_port=remote_port, url_scheme=scheme,
                         root_path=root_path)

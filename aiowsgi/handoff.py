@@ -28,8 +28,8 @@ def resolve(waiter: asyncio.Future[None]) -> None:
 
 
 class Handoff:
-    __slots__ = ("_credit", "_error", "_items", "_limit", "_lock", "_loop", "_on_done",
-                 "_outstanding", "_started", "_thread_done", "_waiter")
+    __slots__ = ("_callback", "_credit", "_error", "_items", "_limit", "_lock", "_loop",
+                 "_on_done", "_outstanding", "_started", "_thread_done", "_waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
@@ -38,6 +38,7 @@ class Handoff:
         self._credit: threading.Condition | None = None  # made when a thread first waits
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
+        self._callback: Callable[[], object] | None = None
         self._outstanding = 0
         self._error: BaseException | None = None
         self._started = False
@@ -80,10 +81,12 @@ class Handoff:
                 raise self._error
             self._items.append(item)
             self._outstanding += nbytes
-            waiter = self._waiter
-            self._waiter = None
+            waiter, callback = self._waiter, self._callback
+            self._waiter = self._callback = None
         if waiter is not None:
             self._notify(resolve, waiter)
+        elif callback is not None:
+            self._notify(callback)
 
     def start(self) -> bool:
         """A thread takes the request up; False if the loop has given up on it already."""
@@ -115,11 +118,26 @@ class Handoff:
                 return items
             if self._error is not None:
                 raise self._error
+            self._callback = None
             waiter = self._waiter = self._loop.create_future()
         await waiter
         with self._lock:
             items, self._items = self._items, []
         return items
+
+    def take_or_notify(self, callback: Callable[[], object]) -> list[Any] | None:
+        """Everything handed over since the last call, or None after arranging for
+        ``callback`` to run on the loop once there is something (the callback style of
+        :meth:`take`, for the connection's common path)."""
+        with self._lock:
+            items = self._items
+            if items:
+                self._items = []
+                return items
+            if self._error is not None:
+                raise self._error
+            self._callback = callback
+        return None
 
     def release(self, nbytes: int) -> None:
         """The transport has taken ``nbytes`` more: give the thread that much credit."""
@@ -137,6 +155,7 @@ class Handoff:
             if self._credit is not None:
                 self._credit.notify_all()
             waiter, self._waiter = self._waiter, None
+            self._callback = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
 

@@ -24,9 +24,8 @@ from typing import Any
 
 from . import metrics
 from .config import Config, ConfigError
-from .connection import HTTPConnection, ServerState, StreamProtocol
+from .connection import HTTPConnection, ServerState
 from .handoff import resolve
-from .http11 import error_response
 from .pool import WorkerPool
 from .sockets import bind_sockets
 from .supervisor import SUPERVISED_ENV, signal_ready
@@ -87,23 +86,9 @@ class Server:
             self._executor.shutdown(wait=False)
             self._io.shutdown(wait=False)
             raise
-        # asyncio's head read stops at `limit` bytes before the CRLF CRLF terminator
-        limit = config.max_header_size - 4
 
-        def new_protocol() -> StreamProtocol:
-            reader = asyncio.StreamReader(limit=limit, loop=loop)
-            protocol = StreamProtocol(reader, lambda r, w: accept(r, w, protocol), loop=loop)
-            return protocol
-
-        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                   protocol: StreamProtocol) -> None:
-            if len(state.connections) >= state.max_connections:
-                self._refuse_connection(writer)
-                return
-            # The connection owns its task: StreamReaderProtocol would otherwise wrap the
-            # coroutine itself and, on Python 3.11, log a cancelled one as an error.
-            conn = HTTPConnection(state, reader, writer, protocol)
-            conn.task = loop.create_task(conn.run())
+        def new_protocol() -> HTTPConnection:
+            return HTTPConnection(state)
 
         try:
             for sock in bind_sockets(config):
@@ -129,17 +114,6 @@ class Server:
 
         state.on_max_requests = retire
         log.debug("listening on %s", ", ".join(self.urls))
-
-    def _refuse_connection(self, writer: asyncio.StreamWriter) -> None:
-        """Past ``max_connections``: a 503 and the door, without reading anything."""
-        assert self._state is not None
-        state = self._state
-        state.refused += 1
-        if state.refused == 1 or state.refused % 1000 == 0:
-            log.warning("max_connections=%d reached: new connections get 503 (%d so far)",
-                        state.max_connections, state.refused)
-        writer.write(error_response(503, "too many connections", retry_after=1))
-        writer.close()
 
     def stats(self) -> dict[str, int]:
         """Live counters, for monitoring and tests."""
@@ -198,7 +172,7 @@ class Server:
         for conn in list(state.connections):
             if conn.idle and conn.closable_when_idle:
                 conn.transport.close()
-        pending = {conn.task for conn in state.connections if conn.task is not None}
+        pending = {conn.closed for conn in state.connections}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.config.graceful_timeout if timeout is None else timeout)
         if pending:
@@ -211,8 +185,8 @@ class Server:
             if pending:
                 log.warning("closing %d connection(s) still busy at the end of shutdown",
                             len(pending))
-                for task in pending:
-                    task.cancel()
+                for conn in list(state.connections):
+                    conn.abort()
                 await asyncio.wait(pending)
         for server in self._servers:
             await server.wait_closed()
