@@ -62,11 +62,14 @@ class ServerState:
         "config",
         "connections",
         "executor",
+        "expose_tracebacks",
+        "first_wait",
         "io",
         "max_connections",
         "on_max_requests",
         "refused",
         "requests",
+        "server_header",
         "shutting_down",
         "tick",
         "trusted",
@@ -80,6 +83,8 @@ class ServerState:
         self.io = io  # file I/O for request bodies and the sendfile fallback
         self.connections: set[HTTPConnection] = set()
         self.shutting_down = False
+        self.server_header = config.server_header
+        self.expose_tracebacks = config.expose_tracebacks
         self.active = 0  # application calls handed to the pool and not finished, queued
         # ones and abandoned ones included
         self.abandoned = 0  # of those, calls whose client got a 504
@@ -96,6 +101,9 @@ class ServerState:
         shortest = min(config.header_timeout, config.keepalive_timeout,
                        config.body_timeout, config.send_timeout)
         self.tick = min(1.0, max(0.01, shortest / 4))
+        # how long to wait for an application's first output before looking again
+        self.first_wait = (min(config.queue_timeout, config.request_timeout)
+                           if config.request_timeout else config.queue_timeout)
 
     @property
     def capacity(self) -> int:
@@ -171,8 +179,8 @@ class HTTPConnection(asyncio.Protocol):
     """
 
     __slots__ = ("_after_drain", "_base", "_body_parts", "_body_size", "_buffer", "_call",
-                 "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired",
-                 "_handoff", "_high_water", "_in_memory", "_keepalive_phase", "_lost", "_mode",
+                 "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired", "_handoff",
+                 "_head_limit", "_high_water", "_in_memory", "_keepalive_phase", "_lost", "_mode",
                  "_over_ssl", "_paused", "_proxied", "_reading_paused", "_request", "_scanned",
                  "_sent", "_started", "closed", "deadline", "loop", "served", "state", "task",
                  "transport")
@@ -188,7 +196,8 @@ class HTTPConnection(asyncio.Protocol):
         self._mode = _HEAD
         self._buffer = b""  # bytes received and not yet consumed
         self._scanned = 0  # of them, bytes known to hold no head terminator
-        self._high_water = 2 * state.config.max_header_size  # past it, reading pauses
+        self._head_limit = state.config.max_header_size
+        self._high_water = 2 * self._head_limit  # past it, reading pauses
         self._reading_paused = False
         self._paused = False  # the transport asked us to stop writing
         self._eof = self._lost = self._expired = False
@@ -356,12 +365,15 @@ class HTTPConnection(asyncio.Protocol):
 
     def _read_head(self) -> None:
         """Take the next request head from the buffer, or wait for more of it."""
-        if self._lost:
-            self._close()
-            return
         buffer = self._buffer
+        if not buffer or self._lost:
+            if self._eof or self._lost:
+                self._close()
+            elif self._reading_paused:
+                self._resume_reading()
+            return
         end = buffer.find(b"\r\n\r\n", self._scanned)
-        limit = self.state.config.max_header_size
+        limit = self._head_limit
         if end < 0:
             if len(buffer) >= limit:
                 self._refuse(HTTPError(431, "request head too large"))
@@ -385,8 +397,7 @@ class HTTPConnection(asyncio.Protocol):
         try:
             request = http11.parse_head(
                 buffer[:end], max_request_line=config.max_request_line,
-                max_header_size=config.max_header_size,
-                max_header_count=config.max_header_count)
+                max_header_size=limit, max_header_count=config.max_header_count)
         except HTTPError as exc:
             self._refuse(exc)
             return
@@ -568,9 +579,7 @@ class HTTPConnection(asyncio.Protocol):
         if self._eof:
             disconnected.set()
         call = WSGICall(state.app, environ, request, handoff, state,
-                        keep_alive=request.keep_alive and not state.shutting_down,
-                        server_header=config.server_header,
-                        expose_tracebacks=config.expose_tracebacks)
+                        request.keep_alive and not state.shutting_down)
         try:
             state.executor.run_soon(call.run)
         except RuntimeError:  # the pool is shutting down
@@ -585,17 +594,10 @@ class HTTPConnection(asyncio.Protocol):
         if state.access:
             self._started, self._sent = time.perf_counter(), 0
         self._mode = _APP
-        self.deadline = self.loop.time() + self._first_wait()
+        self.deadline = self.loop.time() + state.first_wait
         items = handoff.take_or_notify(self._on_items)
         if items is not None:
             self._write_items(items)
-
-    def _first_wait(self) -> float:
-        """How long to wait for the application's first output before looking again."""
-        config = self.state.config
-        if config.request_timeout:
-            return min(config.queue_timeout, config.request_timeout)
-        return config.queue_timeout
 
     async def _first_items_late(self) -> Continuation:
         """The first wait ran out: either no thread took the request up (503), or the
@@ -604,7 +606,7 @@ class HTTPConnection(asyncio.Protocol):
         assert handoff is not None and request is not None
         state = self.state
         config = state.config
-        waited = self._first_wait()
+        waited = state.first_wait
         if handoff.cancel_unstarted(ClientGone("no thread in time")):
             # it stays in the pool's queue, to be skipped there
             self._forget_request()
@@ -671,7 +673,10 @@ class HTTPConnection(asyncio.Protocol):
                             return
                         write(item.data)
                     self._sent += written + len(item.data)
-                    self._after_write(partial(self._response_done, item.keep_alive))
+                    if self._paused or transport.is_closing():
+                        self._after_write(partial(self._response_done, item.keep_alive))
+                    else:
+                        self._response_done(item.keep_alive)
                     return
                 elif kind is SendFile:
                     self._start_task(self._send_file(item))

@@ -137,8 +137,11 @@ def parse_head(
         if lname in _SPECIAL:
             if lname == "host":
                 hosts += 1
-                if _HOST.fullmatch(value) is None:
-                    raise HTTPError(400, "invalid Host header")
+                if value not in _valid_hosts:
+                    if _HOST.fullmatch(value) is None:
+                        raise HTTPError(400, "invalid Host header")
+                    if len(_valid_hosts) < 1024:
+                        _valid_hosts.add(value)
             elif lname == "content-length":
                 content_length = _content_length(value, content_length)
             elif lname == "transfer-encoding":
@@ -177,21 +180,12 @@ def parse_head(
         keep_alive = "keep-alive" in connection and "close" not in connection
 
     path, query, authority = _split_target(method, target)
-    return Request(
-        method=method,
-        target=target,
-        path=path,
-        query=query,
-        http11=http11,
-        headers=headers,
-        keep_alive=keep_alive,
-        content_length=content_length,
-        chunked=chunked,
-        expect_continue=expect_continue and (chunked or bool(content_length)),
-        authority=authority,
-    )
+    return Request(method, target, path, query, http11, headers, keep_alive, content_length,
+                   chunked, expect_continue and (chunked or bool(content_length)), authority)
 
 
+# Host values found valid already: a server hears the same few again and again.
+_valid_hosts: set[str] = set()
 _SPECIAL: Final = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect"})
 
 

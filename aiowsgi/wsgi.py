@@ -79,6 +79,8 @@ class ServerFlags(Protocol):
     """What a call needs to know of its server while it runs."""
 
     shutting_down: bool
+    server_header: bool  # add "Server: aiowsgi" when the application gives none
+    expose_tracebacks: bool  # put an error's traceback in its 500 response
 
 
 @dataclass(slots=True)
@@ -212,6 +214,12 @@ def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
 
 # -- running the application ------------------------------------------------------
 
+# Statuses and headers already found valid: most responses repeat the same few, and a
+# set lookup costs less than checking them again.  Bounded; only valid ones get in.
+_valid_statuses: set[str] = set()
+_valid_headers: set[tuple[str, str]] = set()
+_MAX_REMEMBERED = 4096
+
 
 class WSGICall:
     """One application call, from ``app(environ, start_response)`` to ``close()``."""
@@ -222,7 +230,6 @@ class WSGICall:
         "_held",
         "app",
         "environ",
-        "expose_tracebacks",
         "handoff",
         "head",
         "headers",
@@ -231,22 +238,18 @@ class WSGICall:
         "method",
         "remaining",
         "server",
-        "server_header",
         "status",
     )
 
     def __init__(self, app: WSGIApp, environ: dict[str, Any], request: Request,
-                 handoff: Handoff, server: ServerFlags, *, keep_alive: bool,
-                 server_header: bool = True, expose_tracebacks: bool = False) -> None:
+                 handoff: Handoff, server: ServerFlags, keep_alive: bool) -> None:
         self.app = app
-        self.expose_tracebacks = expose_tracebacks
         self.server = server
         self.environ = environ
         self.handoff = handoff
         self.method = request.method
         self.http11 = request.http11
         self.keep_alive = keep_alive
-        self.server_header = server_header
         self.status: str | None = None
         self.headers: list[tuple[str, str]] = []
         self.head: ResponseHead | None = None
@@ -265,13 +268,21 @@ class WSGICall:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called again without exc_info")
-        http11.check_status(status)
+        if type(status) is not str or status not in _valid_statuses:
+            http11.check_status(status)
+            if len(_valid_statuses) < _MAX_REMEMBERED:
+                _valid_statuses.add(status)
         if type(headers) is not list:
             raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
         for header in headers:
             if type(header) is not tuple or len(header) != 2:
                 raise TypeError(f"response header must be a (name, value) tuple: {header!r}")
-            http11.check_header(*header)
+            name, value = header
+            if type(name) is str and type(value) is str and header in _valid_headers:
+                continue
+            http11.check_header(name, value)
+            if len(_valid_headers) < _MAX_REMEMBERED:
+                _valid_headers.add(header)
         self.status = status
         self.headers = headers
         return self.write
@@ -341,7 +352,7 @@ class WSGICall:
             self.status, self.headers, method=self.method, http11=self.http11,
             keep_alive=self.keep_alive and not self.server.shutting_down,
             known_length=known_length,
-            server_header=self.server_header,
+            server_header=self.server.server_header,
         )
         self.remaining = head.content_length or 0
         return head
@@ -418,7 +429,8 @@ class WSGICall:
         log.error("error in application (%s %s)", self.method,
                   self.environ.get("PATH_INFO"), exc_info=exc, extra={"aiowsgi_app": self.app})
         if self.head is None:
-            detail = "".join(traceback.format_exception(exc)) if self.expose_tracebacks else ""
+            expose = self.server.expose_tracebacks
+            detail = "".join(traceback.format_exception(exc)) if expose else ""
             data = http11.error_response(500, detail, keep_alive=self.keep_alive)
             if self.method == "HEAD":
                 data = data[: data.index(b"\r\n\r\n") + 4]
