@@ -112,12 +112,9 @@ class Handoff:
     async def take(self) -> list[Any]:
         """Everything handed over since the last call; waits while there is nothing."""
         with self._lock:
-            items = self._items
-            if items:
-                self._items = []
+            items = self._ready()
+            if items is not None:
                 return items
-            if self._error is not None:
-                raise self._error
             self._callback = None
             waiter = self._waiter = self._loop.create_future()
         await waiter
@@ -130,13 +127,19 @@ class Handoff:
         ``callback`` to run on the loop once there is something (the callback style of
         :meth:`take`, for the connection's common path)."""
         with self._lock:
-            items = self._items
-            if items:
-                self._items = []
-                return items
-            if self._error is not None:
-                raise self._error
-            self._callback = callback
+            items = self._ready()
+            if items is None:
+                self._callback = callback
+            return items
+
+    def _ready(self) -> list[Any] | None:
+        """What was handed over, if anything (the lock is held); raises the abort error."""
+        items = self._items
+        if items:
+            self._items = []
+            return items
+        if self._error is not None:
+            raise self._error
         return None
 
     def release(self, nbytes: int) -> None:
