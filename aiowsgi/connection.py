@@ -317,15 +317,11 @@ class HTTPConnection(asyncio.Protocol):
     # -- the server's view ------------------------------------------------------------
 
     @property
-    def idle(self) -> bool:
-        return self._mode == _HEAD and not self._buffer
-
-    @property
     def closable_when_idle(self) -> bool:
-        """Whether shutting down may close this idle connection without losing a request:
-        not when bytes of one are already here, nor when the client connected and has not
-        sent its first request yet (it is surely about to)."""
-        return self.served > 0 and not self._buffer
+        """Whether shutting down may close this connection without losing a request: it
+        waits for a head of which no byte is here, and it has served one already (a client
+        that connected and sent nothing yet is surely about to)."""
+        return self._mode == _HEAD and self.served > 0 and not self._buffer
 
     def abort(self) -> None:
         """Close now, whatever is under way (the end of a graceful shutdown)."""
@@ -525,7 +521,7 @@ class HTTPConnection(asyncio.Protocol):
 
     async def _read_line(self) -> bytes:
         """Bytes up to and including the next LF (a chunk-size or trailer line)."""
-        limit = self.state.config.max_header_size
+        limit = self._head_limit
         start = 0
         while True:
             buffer = self._buffer
@@ -705,17 +701,9 @@ class HTTPConnection(asyncio.Protocol):
 
     def _release(self, nbytes: int) -> None:
         """Written bytes have left: the thread may hand over as much again."""
-        handoff = self._handoff
-        if handoff is None:
-            return
-        handoff.release(nbytes)
-        try:
-            items = handoff.take_or_notify(self._on_items)
-        except ClientGone:
-            self._close()
-            return
-        if items is not None:
-            self._write_items(items)
+        if self._handoff is not None:
+            self._handoff.release(nbytes)
+            self._on_items()
 
     def _after_write(self, then: Callable[[], object]) -> None:
         """Run ``then`` once the transport has taken what it buffered (below its high
@@ -791,15 +779,14 @@ class HTTPConnection(asyncio.Protocol):
         except (ConnectionError, asyncio.IncompleteReadError):
             then = None
         except asyncio.CancelledError:
-            self.task = None
             self._close(abort=True)
             raise
         except Exception:
             log.exception("unexpected error on connection")
-            self.task = None
             self._close(abort=True)
             return
-        self.task = None
+        finally:
+            self.task = None
         self.deadline = 0.0
         if then is None or self._lost:
             self._close()

@@ -170,7 +170,7 @@ class Server:
         for server in self._servers:
             server.close()
         for conn in list(state.connections):
-            if conn.idle and conn.closable_when_idle:
+            if conn.closable_when_idle:
                 conn.transport.close()
         pending = {conn.closed for conn in state.connections}
         loop = asyncio.get_running_loop()
