@@ -119,6 +119,12 @@ class Config:
                                group="runtime")
     expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
                                    "500 response (for development only).", group="runtime")
+    malloc_trim_threshold: int = _opt(4 * MiB, "Free memory glibc's malloc keeps per heap "
+                                      "for reuse, instead of returning it to the kernel "
+                                      "after every large request (0: the C library's "
+                                      "default; set by the command line and run() only).",
+                                      group="runtime", unit="bytes", minimum=0,
+                                      maximum=1 * GiB)
 
     # -- capacity --------------------------------------------------------------
     max_connections: int = _opt(25_000, "Most open client connections (lowered to what the "

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from . import metrics
+from . import allocator, metrics
 from .config import Config, ConfigError
 from .connection import HTTPConnection, ServerState
 from .handoff import resolve
@@ -427,6 +427,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     config = with_systemd_sockets(_config(config, options))
     factory = loop_factory(config.loop)
     configure_logging(config.log_level, config.log_config)
+    allocator.tune(config.malloc_trim_threshold)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(_serve_until_signalled(app, config))
 
