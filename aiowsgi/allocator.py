@@ -17,6 +17,7 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 log = logging.getLogger("aiowsgi")
 
@@ -25,7 +26,7 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_MAX = 1024 * 1024  # larger blocks are mapped, and unmapped when freed
 
 
-def set_in_environment(environ: dict[str, str] | None = None) -> bool:
+def set_in_environment(environ: Mapping[str, str] | None = None) -> bool:
     """Whether malloc's thresholds were chosen in the environment already."""
     env = os.environ if environ is None else environ
     return "glibc.malloc." in env.get("GLIBC_TUNABLES", "") or any(
@@ -40,11 +41,11 @@ def tune(trim_threshold: int) -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc's own: absent on musl
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc's own: absent on musl
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     done: bool = (mallopt(_M_TRIM_THRESHOLD, trim_threshold) == 1 and

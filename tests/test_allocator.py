@@ -5,6 +5,7 @@ The server runs in a child process: mallopt is process-wide.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
@@ -120,7 +121,6 @@ def test_run_tunes_with_the_configured_threshold(monkeypatch: pytest.MonkeyPatch
 
 def test_serve_leaves_the_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """An embedding program's allocator is its own: only run() tunes it."""
-    import asyncio
 
     def tune(threshold: int) -> Any:
         raise AssertionError("serve() must not tune the allocator")

@@ -1,4 +1,5 @@
-"""Sends the request body back, read whole from ``wsgi.input``."""
+"""An echo app whose requests wait for one another: importable by a server in a
+subprocess."""
 
 from __future__ import annotations
 
@@ -10,16 +11,9 @@ TOGETHER = 16
 _together = threading.Barrier(TOGETHER, timeout=60)
 
 
-def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    body: bytes = environ["wsgi.input"].read()
-    start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                              ("Content-Length", str(len(body)))])
-    return [body]
-
-
 def together(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    """``app``, answering only once ``TOGETHER`` requests hold their bodies at once (so
-    that as many request buffers are alive, and freed, together)."""
+    """Sends the request body back, once ``TOGETHER`` requests hold their bodies at
+    once (so that as many request buffers are alive, and freed, together)."""
     body: bytes = environ["wsgi.input"].read()
     _together.wait()
     start_response("200 OK", [("Content-Type", "application/octet-stream"),
