@@ -15,6 +15,16 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parent.parent
 SAFETY = 30.0
 
+# An app module that answers with the pid of the process serving it (for tests with
+# several processes: workers, gunicorn).
+PID_APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
 
 def wait_for(condition: Callable[[], object], what: str) -> None:
     """Poll ``condition`` until it holds; fail after the safety timeout."""

@@ -19,19 +19,9 @@ from aiowsgi import Server
 from aiowsgi.gunicorn import config_from
 
 from .http import RawClient
-from .process import ServeProcess
+from .process import PID_APP, ROOT, SAFETY, ServeProcess
 
 pytest.importorskip("gunicorn")
-ROOT = Path(__file__).resolve().parent.parent
-SAFETY = 30.0
-
-APP = """
-import os
-
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(os.getpid()).encode()]
-"""
 
 
 def free_port() -> int:
@@ -54,7 +44,7 @@ def get(port: int) -> int:
 
 @pytest.fixture
 def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
-    (tmp_path / "gapp.py").write_text(APP)
+    (tmp_path / "gapp.py").write_text(PID_APP)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
@@ -117,7 +107,7 @@ async def test_max_requests_shuts_the_server_down_gracefully() -> None:
 
 
 def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) -> None:
-    (tmp_path / "pidapp.py").write_text(APP)
+    (tmp_path / "pidapp.py").write_text(PID_APP)
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
                       "2", "--max-requests", "5", "--no-access-log", ready="supervisor") as srv:
         pids = [get(srv.port) for _ in range(30)]

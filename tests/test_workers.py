@@ -14,18 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .process import ServeProcess, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
-SAFETY = 30.0
-
-APP = """
-import os
-
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [str(os.getpid()).encode()]
-"""
+from .process import PID_APP, ROOT, SAFETY, ServeProcess, wait_for
 
 
 def children(pid: int) -> set[int]:
@@ -44,7 +33,7 @@ def children(pid: int) -> set[int]:
 
 class Supervised:
     def __init__(self, tmp_path: Path, *extra: str) -> None:
-        (tmp_path / "pidapp.py").write_text(APP)
+        (tmp_path / "pidapp.py").write_text(PID_APP)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiowsgi", "serve", "pidapp:app", "--app-dir",
