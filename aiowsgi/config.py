@@ -119,6 +119,10 @@ class Config:
                                group="runtime")
     expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
                                    "500 response (for development only).", group="runtime")
+    sched_batch: bool = _opt(True, "Run the worker threads under Linux's SCHED_BATCH "
+                             "scheduling policy, so that handing one a request does not "
+                             "preempt the event loop; threads and processes the "
+                             "application starts from them inherit it.", group="runtime")
     malloc_trim_threshold: int = _opt(4 * MiB, "Free memory glibc's malloc keeps per heap "
                                       "for reuse, instead of returning it to the kernel "
                                       "after every large request (0: the C library's "

@@ -179,11 +179,11 @@ class HTTPConnection(asyncio.Protocol):
     """
 
     __slots__ = ("_after_drain", "_base", "_body_parts", "_body_size", "_buffer", "_call",
-                 "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired", "_handoff",
-                 "_head_limit", "_high_water", "_in_memory", "_keepalive_phase", "_lost", "_mode",
-                 "_over_ssl", "_paused", "_proxied", "_reading_paused", "_request", "_scanned",
-                 "_sent", "_started", "closed", "deadline", "loop", "served", "state", "task",
-                 "transport")
+                 "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired", "_gather",
+                 "_handoff", "_head_limit", "_high_water", "_in_memory", "_keepalive_phase",
+                 "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
+                 "_request", "_scanned", "_sent", "_started", "closed", "deadline", "loop",
+                 "served", "state", "task", "transport")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -218,6 +218,7 @@ class HTTPConnection(asyncio.Protocol):
         self._base: dict[str, Any] = {}
         self._proxied = False
         self._over_ssl = False
+        self._gather = False
 
     # -- protocol callbacks -----------------------------------------------------------
 
@@ -229,6 +230,7 @@ class HTTPConnection(asyncio.Protocol):
             return
         state.connections.add(self)
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
+        self._gather = gathers_writes(transport)
         self._base = _connection_environ(transport, state.config.root_path)
         # the peer is a trusted proxy: its forwarding headers describe the client
         self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
@@ -654,6 +656,15 @@ class HTTPConnection(asyncio.Protocol):
         write = transport.write
         while True:
             written = 0
+            if self._gather and len(items) > 1:
+                run = _leading_bytes(items)
+                if run > 1:  # one system call for all of them
+                    if transport.is_closing():
+                        self._close()
+                        return
+                    pieces, items = items[:run], items[run:]
+                    transport.writelines(pieces)
+                    written = sum(map(len, pieces))
             for item in items:
                 kind = type(item)
                 if kind is bytes:
@@ -1026,3 +1037,27 @@ def _connection_environ(transport: asyncio.BaseTransport, root_path: str) -> dic
     return base_environ(server_name=server_name, server_port=server_port,
                         remote_addr=remote_addr, remote_port=remote_port, url_scheme=scheme,
                         root_path=root_path)
+
+
+_gathering: dict[type, bool] = {}
+
+
+def gathers_writes(transport: asyncio.BaseTransport) -> bool:
+    """Whether ``transport.writelines`` sends several buffers in one system call (uvloop's
+    does); the generic one joins them into a copy first, which costs more than it saves."""
+    kind = type(transport)
+    gathers = _gathering.get(kind)
+    if gathers is None:
+        gathers = _gathering[kind] = (
+            getattr(kind, "writelines", None) not in (None, asyncio.WriteTransport.writelines))
+    return gathers
+
+
+def _leading_bytes(items: list[Any]) -> int:
+    """How many of ``items`` are response bytes before anything else."""
+    count = 0
+    for item in items:
+        if type(item) is not bytes:
+            break
+        count += 1
+    return count

@@ -8,11 +8,19 @@ bookkeeping cost more than the application call of a small view.
 
 Threads are daemons: an application stuck in a call cannot keep the process from
 exiting after a shutdown has given up on it.
+
+On Linux the threads may run under the ``SCHED_BATCH`` policy (``sched_batch``).  The
+loop wakes a thread for every request; under the default policy the woken thread
+preempts the loop at once, only to find the GIL held and sleep again: about three
+context switches per request on a busy core.  A batch thread does not preempt on
+wake-up, so it runs when the loop waits for events, and takes up everything queued by
+then.  Its share of the CPU is unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -28,10 +36,11 @@ log = logging.getLogger("aiowsgi.error")
 
 class WorkerPool(Executor):
     def __init__(self, max_workers: int, thread_name_prefix: str = "aiowsgi", *,
-                 prestart: bool = False) -> None:
+                 prestart: bool = False, sched_batch: bool = False) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
+        self._sched_batch = sched_batch
         self._prefix = thread_name_prefix
         self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -120,6 +129,8 @@ class WorkerPool(Executor):
         thread.start()
 
     def _work(self) -> None:
+        if self._sched_batch:
+            enter_batch_policy()
         get = self._queue.get
         lock = self._lock
         while True:
@@ -142,3 +153,16 @@ class WorkerPool(Executor):
                     self._busy -= 1
                     self._idle += 1
             del fn
+
+
+def enter_batch_policy() -> bool:
+    """Put the calling thread under ``SCHED_BATCH``; False where there is no such policy
+    or the system refuses it (a seccomp profile, say): the thread then runs as before."""
+    if not hasattr(os, "SCHED_BATCH"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:
+        log.debug("SCHED_BATCH refused (%s); worker threads keep the default policy", exc)
+        return False
+    return True

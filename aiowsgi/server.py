@@ -75,8 +75,9 @@ class Server:
         config = self.config
         self._stopping = asyncio.Event()
         self._abort_now = asyncio.Event()
-        self._executor = WorkerPool(config.threads, "aiowsgi", prestart=True)
-        self._io = WorkerPool(1, "aiowsgi-io", prestart=True)
+        self._executor = WorkerPool(config.threads, "aiowsgi", prestart=True,
+                                    sched_batch=config.sched_batch)
+        self._io = WorkerPool(1, "aiowsgi-io", prestart=True, sched_batch=config.sched_batch)
         state = self._state = ServerState(self.app, config, self._executor, self._io)
 
         loop = asyncio.get_running_loop()

@@ -164,3 +164,50 @@ async def test_a_response_the_client_does_not_read_is_cut_off_after_send_timeout
             await client.close()
     finally:
         stalled.close()
+
+
+async def test_pieces_handed_over_together_go_out_in_order_in_one_write(
+        start_server: StartServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything a thread handed over while the loop was busy is written at once:
+    one gathering system call on uvloop, piece by piece where ``writelines`` would copy."""
+    from aiowsgi import connection
+
+    runs: list[int] = []
+    leading_bytes = connection._leading_bytes
+
+    def spy(items: list[Any]) -> int:
+        runs.append(leading_bytes(items))
+        return runs[-1]
+
+    monkeypatch.setattr(connection, "_leading_bytes", spy)
+    pieces = [b"%04d" % i * 250 for i in range(100)]  # 1,000 bytes each, all different
+    go, started, produced = threading.Event(), threading.Event(), threading.Event()
+
+    def app(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        started.set()
+        go.wait(SAFETY)
+        yield from pieces
+        produced.set()
+
+    server = await start_server(app)
+    client = await RawClient.connect(server.host, server.port)
+    try:
+        async with asyncio.timeout(SAFETY):
+            await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            await asyncio.to_thread(started.wait, SAFETY)
+            go.set()
+            assert produced.wait(SAFETY)  # the loop is held here while the thread hands over
+            response = await client.response()
+            (conn,) = server._state.connections
+            gathering = connection.gathers_writes(conn.transport)
+    finally:
+        await client.close()
+    assert response.status == 200
+    assert response.body == b"".join(pieces)
+    if type(asyncio.get_running_loop()).__module__.startswith("uvloop"):
+        assert gathering
+    if gathering:
+        assert max(runs) == len(pieces)
+    else:
+        assert runs == []
