@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import accesslog, http11
 from .body import BodyBuffer
-from .handoff import ClientGone, Handoff, resolve
+from .handoff import ClientGone, Handoff, Wakeups, resolve
 from .http11 import HTTPError, Request
 from .pool import WorkerPool
 from .proxy import TrustedProxies, apply_proxy_headers
@@ -73,11 +73,13 @@ class ServerState:
         "shutting_down",
         "tick",
         "trusted",
+        "wakeups",
     )
 
     def __init__(self, app: WSGIApp, config: Config, executor: WorkerPool,
                  io: WorkerPool) -> None:
         self.app = app
+        self.wakeups = Wakeups(asyncio.get_running_loop())
         self.config = config
         self.executor = executor  # runs the application
         self.io = io  # file I/O for request bodies and the sendfile fallback
@@ -572,7 +574,7 @@ class HTTPConnection(asyncio.Protocol):
             self._answer_and_close(http11.error_response(
                 503, "too many requests waiting", retry_after=_RETRY_AFTER))
             return
-        handoff = Handoff(self.loop, config.send_buffer_size)
+        handoff = Handoff(state.wakeups, config.send_buffer_size)
         disconnected = environ["aiowsgi.disconnected"]
         if self._eof:
             disconnected.set()
@@ -656,15 +658,20 @@ class HTTPConnection(asyncio.Protocol):
         write = transport.write
         while True:
             written = 0
-            if self._gather and len(items) > 1:
-                run = _leading_bytes(items)
-                if run > 1:  # one system call for all of them
+            if len(items) > 1 and (run := _leading_bytes(items)) > 1:
+                # one system call for all of them: gathered, or joined when they are small
+                pieces = items[:run]
+                size = sum(map(len, pieces))
+                if self._gather or size <= run * _JOIN_BELOW:
                     if transport.is_closing():
                         self._close()
                         return
-                    pieces, items = items[:run], items[run:]
-                    transport.writelines(pieces)
-                    written = sum(map(len, pieces))
+                    if self._gather:
+                        transport.writelines(pieces)
+                    else:
+                        write(b"".join(pieces))
+                    written = size
+                    items = items[run:]
             for item in items:
                 kind = type(item)
                 if kind is bytes:
@@ -1040,6 +1047,9 @@ def _connection_environ(transport: asyncio.BaseTransport, root_path: str) -> dic
 
 
 _gathering: dict[type, bool] = {}
+# Pieces this small on average are joined before a write where the transport cannot
+# gather them: copying them costs less than a system call each.
+_JOIN_BELOW = 16 * 1024
 
 
 def gathers_writes(transport: asyncio.BaseTransport) -> bool:

@@ -5,7 +5,9 @@ them.  With the GIL a thread can produce hundreds of MiB between two loop iterat
 the bound is enforced here by construction: the thread may have at most ``limit`` bytes
 handed over and not yet released by the loop (which releases them once the transport
 has taken them), and waits for credit past that.  Items handed over while the loop is
-busy are batched, so the loop is woken once per batch, never once per chunk.
+busy are batched, so the loop is woken once per batch, never once per chunk; and the
+wake-ups of all the server's responses share one :class:`Wakeups`, so the loop is woken
+once for all the responses finished while it was busy.
 """
 
 from __future__ import annotations
@@ -26,12 +28,49 @@ def resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class Wakeups:
+    """Callbacks from application threads to the loop, with one wake-up of the loop for
+    all those made while it was busy (one per response otherwise: on asyncio, a write to
+    its self-pipe each)."""
+
+    __slots__ = ("_lock", "_pending", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def call(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop soon; from any thread."""
+        with self._lock:
+            pending = self._pending
+            pending.append((callback, args))
+            if len(pending) > 1:
+                return  # the loop is woken already, and runs this one too
+        try:  # noqa: SIM105 - contextlib.suppress costs three calls, once per response
+            self.loop.call_soon_threadsafe(self._run)
+        except RuntimeError:
+            pass  # a closed loop: a thread outlived its server, and nobody waits any more
+
+    def _run(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for callback, args in pending:
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001 - the others must run all the same
+                self.loop.call_exception_handler({
+                    "message": f"exception in callback {callback!r}", "exception": exc})
+
+
 class Handoff:
     __slots__ = ("_callback", "_credit", "_error", "_items", "_limit", "_lock", "_loop",
-                 "_on_done", "_outstanding", "_started", "_thread_done", "_waiter")
+                 "_on_done", "_outstanding", "_started", "_thread_done", "_waiter",
+                 "_wakeups")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
-        self._loop = loop
+    def __init__(self, wakeups: Wakeups, limit: int) -> None:
+        self._wakeups = wakeups
+        self._loop = wakeups.loop
         self._limit = limit
         self._lock = threading.Lock()
         self._credit: threading.Condition | None = None  # made when a thread first waits
@@ -102,10 +141,7 @@ class Handoff:
             self._notify(on_done)
 
     def _notify(self, callback: Callable[..., object], *args: Any) -> None:
-        try:  # noqa: SIM105 - contextlib.suppress costs three calls, once per response
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            pass  # a closed loop: a thread outlived its server, and nobody waits any more
+        self._wakeups.call(callback, *args)
 
     # -- the loop's side --------------------------------------------------------------
 
