@@ -47,10 +47,11 @@ class Wakeups:
             pending.append((callback, args))
             if len(pending) > 1:
                 return  # the loop is woken already, and runs this one too
-        try:  # noqa: SIM105 - contextlib.suppress costs three calls, once per response
+        try:
             self.loop.call_soon_threadsafe(self._run)
-        except RuntimeError:
-            pass  # a closed loop: a thread outlived its server, and nobody waits any more
+        except RuntimeError:  # a closed loop: a thread outlived its server
+            with self._lock:
+                self._pending.clear()  # nobody waits any more; keep nothing for nobody
 
     def _run(self) -> None:
         with self._lock:
