@@ -153,10 +153,6 @@ class _RequestTimeout(Exception):
     """The application did not start its response within ``request_timeout``."""
 
 
-class _QueueTimeout(Exception):
-    """No thread took the request up within ``queue_timeout``."""
-
-
 # What a connection is doing; each decides what new bytes, a deadline, EOF and a lost
 # peer mean.  The common path (a head, maybe a small body, the application's answer)
 # runs in callbacks; the rest runs in a task (``_TASK``).
@@ -233,7 +229,7 @@ class HTTPConnection(asyncio.Protocol):
         state.connections.add(self)
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
         self._gather = gathers_writes(transport)
-        self._base = _connection_environ(transport, state.config.root_path)
+        self._base = _connection_environ(transport, state.config.root_path, self._over_ssl)
         # the peer is a trusted proxy: its forwarding headers describe the client
         self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
         self.deadline = self.loop.time() + state.config.header_timeout
@@ -1029,7 +1025,8 @@ def _pread(file: IO[bytes], size: int, offset: int) -> bytes:
     return os.pread(file.fileno(), size, offset)
 
 
-def _connection_environ(transport: asyncio.BaseTransport, root_path: str) -> dict[str, Any]:
+def _connection_environ(transport: asyncio.BaseTransport, root_path: str,
+                        over_ssl: bool) -> dict[str, Any]:
     sockname = transport.get_extra_info("sockname")
     peername = transport.get_extra_info("peername")
     if isinstance(sockname, tuple):
@@ -1040,9 +1037,9 @@ def _connection_environ(transport: asyncio.BaseTransport, root_path: str) -> dic
         remote_addr, remote_port = str(peername[0]), str(peername[1])
     else:
         remote_addr, remote_port = "", ""
-    scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
     return base_environ(server_name=server_name, server_port=server_port,
-                        remote_addr=remote_addr, remote_port=remote_port, url_scheme=scheme,
+                        remote_addr=remote_addr, remote_port=remote_port,
+                        url_scheme="https" if over_ssl else "http",
                         root_path=root_path)
 
 
