@@ -570,7 +570,7 @@ class HTTPConnection(asyncio.Protocol):
             self._answer_and_close(http11.error_response(
                 503, "too many requests waiting", retry_after=_RETRY_AFTER))
             return
-        handoff = Handoff(state.wakeups, config.send_buffer_size)
+        handoff = Handoff(state.wakeups, config.send_buffer_size, self._on_items)
         disconnected = environ["aiowsgi.disconnected"]
         if self._eof:
             disconnected.set()
@@ -591,9 +591,6 @@ class HTTPConnection(asyncio.Protocol):
             self._started, self._sent = time.perf_counter(), 0
         self._mode = _APP
         self.deadline = self.loop.time() + state.first_wait
-        items = handoff.take_or_notify(self._on_items)
-        if items is not None:
-            self._write_items(items)
 
     async def _first_items_late(self) -> Continuation:
         """The first wait ran out: either no thread took the request up (503), or the
@@ -736,8 +733,13 @@ class HTTPConnection(asyncio.Protocol):
         state = self.state
         call = self._call
         assert call is not None
-        self._forget_request()
-        state.release()
+        # _forget_request() and state.release(), inline: this runs once per request
+        self._handoff = self._disconnected = self._call = None
+        self._request = None
+        if self._in_memory:
+            state.body_memory -= self._in_memory
+            self._in_memory = 0
+        state.active -= 1
         if state.access:
             duration = time.perf_counter() - self._started
             accesslog.write(state.config.access_log_format, call.environ, call.status,
@@ -751,7 +753,8 @@ class HTTPConnection(asyncio.Protocol):
         self._mode = _HEAD
         self._keepalive_phase = True
         self.deadline = self.loop.time() + self.state.config.keepalive_timeout
-        self._read_head()
+        if self._buffer or self._eof or self._lost or self._reading_paused:
+            self._read_head()  # else it would find nothing to do
 
     def _forget_request(self) -> None:
         """Let go of the current request: nothing of it stays referenced while the

@@ -69,7 +69,10 @@ class Handoff:
                  "_on_done", "_outstanding", "_started", "_thread_done", "_waiter",
                  "_wakeups")
 
-    def __init__(self, wakeups: Wakeups, limit: int) -> None:
+    def __init__(self, wakeups: Wakeups, limit: int,
+                 callback: Callable[[], object] | None = None) -> None:
+        """``callback`` runs on the loop once the thread hands something over (as after
+        :meth:`take_or_notify`)."""
         self._wakeups = wakeups
         self._loop = wakeups.loop
         self._limit = limit
@@ -77,7 +80,7 @@ class Handoff:
         self._credit: threading.Condition | None = None  # made when a thread first waits
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None
-        self._callback: Callable[[], object] | None = None
+        self._callback = callback
         self._outstanding = 0
         self._error: BaseException | None = None
         self._started = False
@@ -92,19 +95,7 @@ class Handoff:
         One item larger than the limit is let through alone.  Raises the abort error
         once the loop has given up on the response.
         """
-        self._put(item, nbytes, False)
-
-    def put_last(self, item: Any) -> None:
-        """Hand over the final item; the thread is done with the request (one lock for
-        both, on the path every request takes)."""
-        self._put(item, 0, True)
-
-    def _put(self, item: Any, nbytes: int, last: bool) -> None:
-        on_done = None
         with self._lock:
-            if last:
-                self._thread_done = True
-                on_done = self._on_done
             if self._error is None and nbytes and self._outstanding and (
                 self._outstanding + nbytes > self._limit
             ):
@@ -115,17 +106,32 @@ class Handoff:
                 ):
                     self._credit.wait()
             if self._error is not None:
-                if on_done is not None:
-                    self._notify(on_done)
                 raise self._error
             self._items.append(item)
             self._outstanding += nbytes
             waiter, callback = self._waiter, self._callback
             self._waiter = self._callback = None
         if waiter is not None:
-            self._notify(resolve, waiter)
+            self._wakeups.call(resolve, waiter)
         elif callback is not None:
-            self._notify(callback)
+            self._wakeups.call(callback)
+
+    def put_last(self, item: Any) -> None:
+        """Hand over the final item; the thread is done with the request (one lock for
+        both, on the path every request takes).  Never waits for credit."""
+        with self._lock:
+            self._thread_done = True
+            if self._error is not None:
+                if self._on_done is not None:
+                    self._wakeups.call(self._on_done)
+                raise self._error
+            self._items.append(item)
+            waiter, callback = self._waiter, self._callback
+            self._waiter = self._callback = None
+        if waiter is not None:
+            self._wakeups.call(resolve, waiter)
+        elif callback is not None:
+            self._wakeups.call(callback)
 
     def start(self) -> bool:
         """A thread takes the request up; False if the loop has given up on it already."""
@@ -139,10 +145,7 @@ class Handoff:
             self._thread_done = True
             on_done = self._on_done
         if on_done is not None:
-            self._notify(on_done)
-
-    def _notify(self, callback: Callable[..., object], *args: Any) -> None:
-        self._wakeups.call(callback, *args)
+            self._wakeups.call(on_done)
 
     # -- the loop's side --------------------------------------------------------------
 
@@ -164,10 +167,14 @@ class Handoff:
         ``callback`` to run on the loop once there is something (the callback style of
         :meth:`take`, for the connection's common path)."""
         with self._lock:
-            items = self._ready()
-            if items is None:
-                self._callback = callback
-            return items
+            items = self._items
+            if items:
+                self._items = []
+                return items
+            if self._error is not None:
+                raise self._error
+            self._callback = callback
+            return None
 
     def _ready(self) -> list[Any] | None:
         """What was handed over, if anything (the lock is held); raises the abort error."""

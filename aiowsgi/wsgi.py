@@ -147,11 +147,16 @@ _MAX_CACHED_KEYS = 1024
 
 
 def _header_key(name: str) -> str:
+    """The environ key of a header field name; "" for a name with an underscore, which
+    would alias its hyphenated twin (X_Forwarded_For and X-Forwarded-For) and is dropped."""
     key = _header_keys.get(name)
     if key is None:
-        key = "HTTP_" + name.upper().replace("-", "_")
-        if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-            key = key[5:]
+        if "_" in name:
+            key = ""
+        else:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                key = key[5:]
         if len(_header_keys) < _MAX_CACHED_KEYS:
             _header_keys[name] = key
     return key
@@ -192,11 +197,13 @@ def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
     environ["REQUEST_URI"] = environ["RAW_URI"] = request.target
     environ["wsgi.input"] = body
     environ["aiowsgi.disconnected"] = Disconnected()
+    known = _header_keys.get
     for name, value in request.headers:
-        if "_" in name:
-            # X_Forwarded_For would alias X-Forwarded-For in the environ: drop it.
+        key = known(name)
+        if key is None:
+            key = _header_key(name)
+        if not key:
             continue
-        key = _header_key(name)
         if key in environ:
             value = environ[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
         environ[key] = value
@@ -413,6 +420,9 @@ class WSGICall:
         head = self._begin(known_length=len(body))
         if not head.send_body:
             return Finish(head.data, head.keep_alive)
+        if head.content_length == len(body):  # what _frame would do, without the call
+            self.remaining = 0
+            return Finish(head.data + body, head.keep_alive)
         data = head.data + self._frame(body)
         if self.remaining > 0:
             return self._short(data)
