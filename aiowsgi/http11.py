@@ -179,7 +179,11 @@ def parse_head(
     else:
         keep_alive = "keep-alive" in connection and "close" not in connection
 
-    path, query, authority = _split_target(method, target)
+    if target[0] == "/" and "#" not in target and "%" not in target:
+        path, _, query = target.partition("?")  # the common origin form, inline
+        authority = None
+    else:
+        path, query, authority = _split_target(method, target)
     return Request(method, target, path, query, http11, headers, keep_alive, content_length,
                    chunked, expect_continue and (chunked or bool(content_length)), authority)
 
@@ -432,6 +436,8 @@ def check_status(status: object) -> int:
     return int(status[:3])
 
 
+# The response fields frame_response reads; all others are copied as they are.
+_FRAMING_FIELDS: Final = frozenset({"content-length", "connection", "date", "server"})
 _HOP_BY_HOP: Final = frozenset({"keep-alive", "proxy-authenticate", "proxy-authorization",
                                 "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
 
@@ -471,6 +477,9 @@ def frame_response(
     has_date = has_server = False
     for name, value in headers:
         lname = name.lower()
+        if lname not in _FRAMING_FIELDS:
+            out += (name, ": ", value, "\r\n")
+            continue
         if lname == "content-length":
             if app_length is not None and app_length != value:
                 raise ValueError("conflicting Content-Length headers")
