@@ -13,6 +13,7 @@ import errno
 import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
@@ -178,7 +179,8 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = ("_after_drain", "_base", "_body_parts", "_body_size", "_buffer", "_call",
                  "_data_waiter", "_disconnected", "_drain_waiter", "_eof", "_expired", "_gather",
-                 "_handoff", "_head_limit", "_high_water", "_in_memory", "_keepalive_phase",
+                 "_handoff", "_handoff_lock", "_head_limit", "_high_water", "_in_memory",
+                 "_items_ready", "_keepalive_phase",
                  "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
                  "_request", "_scanned", "_sent", "_started", "closed", "deadline", "loop",
                  "served", "state", "task", "transport")
@@ -217,6 +219,8 @@ class HTTPConnection(asyncio.Protocol):
         self._proxied = False
         self._over_ssl = False
         self._gather = False
+        self._items_ready: Callable[[], None] | None = None  # self._on_items, made once
+        self._handoff_lock = threading.Lock()  # shared by this connection's handoffs
 
     # -- protocol callbacks -----------------------------------------------------------
 
@@ -227,6 +231,8 @@ class HTTPConnection(asyncio.Protocol):
             self._refuse_connection()
             return
         state.connections.add(self)
+        # one bound method for all its requests, not one each (a cycle, broken by _close)
+        self._items_ready = self._on_items
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
         self._gather = gathers_writes(transport)
         self._base = _connection_environ(transport, state.config.root_path, self._over_ssl)
@@ -570,14 +576,15 @@ class HTTPConnection(asyncio.Protocol):
             self._answer_and_close(http11.error_response(
                 503, "too many requests waiting", retry_after=_RETRY_AFTER))
             return
-        handoff = Handoff(state.wakeups, config.send_buffer_size, self._on_items)
+        handoff = Handoff(state.wakeups, config.send_buffer_size, self._items_ready,
+                          self._handoff_lock)
         disconnected = environ["aiowsgi.disconnected"]
         if self._eof:
             disconnected.set()
         call = WSGICall(state.app, environ, request, handoff, state,
                         request.keep_alive and not state.shutting_down)
         try:
-            state.executor.run_soon(call.run)
+            state.executor.run_soon(call)
         except RuntimeError:  # the pool is shutting down
             body.close()
             self._answer_and_close(http11.error_response(503, "server is shutting down"))
@@ -635,7 +642,7 @@ class HTTPConnection(asyncio.Protocol):
         if handoff is None or self._mode != _APP:
             return  # stale: the connection has moved on
         try:
-            items = handoff.take_or_notify(self._on_items)
+            items = handoff.take_or_notify(self._items_ready)  # type: ignore[arg-type]
         except ClientGone:
             return
         if items is not None:
@@ -701,7 +708,7 @@ class HTTPConnection(asyncio.Protocol):
                     return
                 handoff.release(written)
             try:
-                more = handoff.take_or_notify(self._on_items)
+                more = handoff.take_or_notify(self._items_ready)  # type: ignore[arg-type]
             except ClientGone:
                 self._close()
                 return
@@ -1013,6 +1020,7 @@ class HTTPConnection(asyncio.Protocol):
         else:
             self._forget_request()
         self._mode = _CLOSED
+        self._items_ready = None
         self.deadline = 0.0
         self._buffer = b""
         self._body_parts = []

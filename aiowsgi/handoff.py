@@ -70,13 +70,15 @@ class Handoff:
                  "_wakeups")
 
     def __init__(self, wakeups: Wakeups, limit: int,
-                 callback: Callable[[], object] | None = None) -> None:
+                 callback: Callable[[], object] | None = None,
+                 lock: threading.Lock | None = None) -> None:
         """``callback`` runs on the loop once the thread hands something over (as after
-        :meth:`take_or_notify`)."""
+        :meth:`take_or_notify`).  ``lock`` may be shared with other handoffs (those of
+        one connection, which follow each other): it is held only briefly."""
         self._wakeups = wakeups
         self._loop = wakeups.loop
         self._limit = limit
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if lock is None else lock
         self._credit: threading.Condition | None = None  # made when a thread first waits
         self._items: list[Any] = []
         self._waiter: asyncio.Future[None] | None = None

@@ -1,6 +1,6 @@
 """The PEP 3333 contract: environ, start_response, write() and the response iterable.
 
-``WSGICall.run`` executes in a worker thread.  It never touches a socket: everything it
+A ``WSGICall`` runs in a worker thread.  It never touches a socket: everything it
 produces goes to the event loop through a :class:`~aiowsgi.handoff.Handoff`, already
 framed for the wire, ending with one of the items below, which tell the loop what to do
 once the bytes are out.
@@ -247,6 +247,8 @@ class WSGICall:
         "status",
     )
 
+    headers: list[tuple[str, str]]
+
     def __init__(self, app: WSGIApp, environ: dict[str, Any], request: Request,
                  handoff: Handoff, server: ServerFlags, keep_alive: bool) -> None:
         self.app = app
@@ -257,7 +259,7 @@ class WSGICall:
         self.http11 = request.http11
         self.keep_alive = keep_alive
         self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        # self.headers is set by start_response, and read only once status is set
         self.head: ResponseHead | None = None
         self.remaining = 0
         self._file_handed = False
@@ -302,8 +304,11 @@ class WSGICall:
         if data:
             self._send(data)
 
-    def run(self) -> None:
-        """Run the application; hand the response to the loop.  Never raises."""
+    def __call__(self) -> None:
+        """Run the application; hand the response to the loop.  Never raises.
+
+        The call is its own pool task: a bound ``run`` would be one more object per
+        request for the garbage collector to count."""
         if not self.handoff.start():  # given up on while it waited for a thread
             self._close_body()
             self.handoff.thread_done()
