@@ -642,7 +642,7 @@ class HTTPConnection(asyncio.Protocol):
         if handoff is None or self._mode != _APP:
             return  # stale: the connection has moved on
         try:
-            items = handoff.take_or_notify(self._items_ready)  # type: ignore[arg-type]
+            items = handoff.take_or_notify(self._items_ready)
         except ClientGone:
             return
         if items is not None:
@@ -708,7 +708,7 @@ class HTTPConnection(asyncio.Protocol):
                     return
                 handoff.release(written)
             try:
-                more = handoff.take_or_notify(self._items_ready)  # type: ignore[arg-type]
+                more = handoff.take_or_notify(self._items_ready)
             except ClientGone:
                 self._close()
                 return

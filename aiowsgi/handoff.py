@@ -164,7 +164,7 @@ class Handoff:
             items, self._items = self._items, []
         return items
 
-    def take_or_notify(self, callback: Callable[[], object]) -> list[Any] | None:
+    def take_or_notify(self, callback: Callable[[], object] | None) -> list[Any] | None:
         """Everything handed over since the last call, or None after arranging for
         ``callback`` to run on the loop once there is something (the callback style of
         :meth:`take`, for the connection's common path)."""
