@@ -169,14 +169,10 @@ class Handoff:
         ``callback`` to run on the loop once there is something (the callback style of
         :meth:`take`, for the connection's common path)."""
         with self._lock:
-            items = self._items
-            if items:
-                self._items = []
-                return items
-            if self._error is not None:
-                raise self._error
-            self._callback = callback
-            return None
+            items = self._ready()
+            if items is None:
+                self._callback = callback
+            return items
 
     def _ready(self) -> list[Any] | None:
         """What was handed over, if anything (the lock is held); raises the abort error."""
