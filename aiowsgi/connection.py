@@ -740,13 +740,8 @@ class HTTPConnection(asyncio.Protocol):
         state = self.state
         call = self._call
         assert call is not None
-        # _forget_request() and state.release(), inline: this runs once per request
-        self._handoff = self._disconnected = self._call = None
-        self._request = None
-        if self._in_memory:
-            state.body_memory -= self._in_memory
-            self._in_memory = 0
-        state.active -= 1
+        self._forget_request()
+        state.release()
         if state.access:
             duration = time.perf_counter() - self._started
             accesslog.write(state.config.access_log_format, call.environ, call.status,

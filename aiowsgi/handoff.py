@@ -91,14 +91,17 @@ class Handoff:
 
     # -- the application thread's side ------------------------------------------------
 
-    def put(self, item: Any, nbytes: int = 0) -> None:
+    def put(self, item: Any, nbytes: int = 0, *, last: bool = False) -> None:
         """Hand ``item`` to the loop; block while more than ``limit`` bytes are in flight.
 
         One item larger than the limit is let through alone.  Raises the abort error
-        once the loop has given up on the response.
+        once the loop has given up on the response.  ``last``: the thread is done with
+        the request (one lock for both, on the path every request takes).
         """
         with self._lock:
-            if self._error is None and nbytes and self._outstanding and (
+            if last:
+                self._thread_done = True
+            elif nbytes and self._error is None and self._outstanding and (
                 self._outstanding + nbytes > self._limit
             ):
                 if self._credit is None:
@@ -108,26 +111,11 @@ class Handoff:
                 ):
                     self._credit.wait()
             if self._error is not None:
-                raise self._error
-            self._items.append(item)
-            self._outstanding += nbytes
-            waiter, callback = self._waiter, self._callback
-            self._waiter = self._callback = None
-        if waiter is not None:
-            self._wakeups.call(resolve, waiter)
-        elif callback is not None:
-            self._wakeups.call(callback)
-
-    def put_last(self, item: Any) -> None:
-        """Hand over the final item; the thread is done with the request (one lock for
-        both, on the path every request takes).  Never waits for credit."""
-        with self._lock:
-            self._thread_done = True
-            if self._error is not None:
-                if self._on_done is not None:
+                if last and self._on_done is not None:
                     self._wakeups.call(self._on_done)
                 raise self._error
             self._items.append(item)
+            self._outstanding += nbytes
             waiter, callback = self._waiter, self._callback
             self._waiter = self._callback = None
         if waiter is not None:

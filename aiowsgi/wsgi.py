@@ -325,7 +325,7 @@ class WSGICall:
             self.handoff.thread_done()
             return
         try:
-            self.handoff.put_last(final)
+            self.handoff.put(final, last=True)
         except ClientGone:
             if type(final) is SendFile:
                 final.close()
