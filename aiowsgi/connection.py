@@ -13,11 +13,12 @@ import errno
 import io
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import accesslog, http11
 from .body import BodyBuffer
@@ -182,8 +183,8 @@ class HTTPConnection(asyncio.Protocol):
                  "_handoff", "_handoff_lock", "_head_limit", "_high_water", "_in_memory",
                  "_items_ready", "_keepalive_phase",
                  "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
-                 "_request", "_scanned", "_sent", "_started", "closed", "deadline", "loop",
-                 "served", "state", "task", "transport")
+                 "_request", "_scanned", "_sent", "_socket", "_started", "closed", "deadline",
+                 "loop", "served", "state", "task", "transport")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -219,6 +220,7 @@ class HTTPConnection(asyncio.Protocol):
         self._proxied = False
         self._over_ssl = False
         self._gather = False
+        self._socket: _Socket | None = None  # for os.writev, where the transport can't gather
         self._items_ready: Callable[[], None] | None = None  # self._on_items, made once
         self._handoff_lock = threading.Lock()  # shared by this connection's handoffs
 
@@ -235,6 +237,8 @@ class HTTPConnection(asyncio.Protocol):
         self._items_ready = self._on_items
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
         self._gather = gathers_writes(transport)
+        if not self._gather:
+            self._socket = writev_socket(transport)
         self._base = _connection_environ(transport, state.config.root_path, self._over_ssl)
         # the peer is a trusted proxy: its forwarding headers describe the client
         self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
@@ -662,14 +666,16 @@ class HTTPConnection(asyncio.Protocol):
                 # one system call for all of them: gathered, or joined when they are small
                 pieces = items[:run]
                 size = sum(map(len, pieces))
-                if self._gather or size <= run * _JOIN_BELOW:
+                if self._gather or size <= run * _JOIN_BELOW or self._socket is not None:
                     if transport.is_closing():
                         self._close()
                         return
                     if self._gather:
                         transport.writelines(pieces)
-                    else:
+                    elif size <= run * _JOIN_BELOW:
                         write(b"".join(pieces))
+                    else:
+                        self._writev(pieces, size)
                     written = size
                     items = items[run:]
             for item in items:
@@ -716,6 +722,33 @@ class HTTPConnection(asyncio.Protocol):
                 self._mode = _APP
                 return
             items = more
+
+    def _writev(self, pieces: list[bytes], size: int) -> None:
+        """Send ``pieces`` with one system call where the transport would make one each
+        (asyncio's before 3.12, whose own writelines joins them into a copy first).
+
+        Only while the transport holds nothing, so nothing overtakes its buffer; what the
+        kernel does not take, and any error, is left to the transport's write, as if it
+        had been the first to try.  The socket is the transport's own, open while the
+        transport is not closing (checked just before, on this same loop turn)."""
+        assert self._socket is not None
+        sent = 0
+        if not self.transport.get_write_buffer_size():
+            try:
+                sent = os.writev(self._socket.fileno(), pieces[:_IOV_MAX])
+            except OSError:
+                sent = 0
+            if sent == size:
+                return
+        transport = self.transport
+        for piece in pieces:
+            if sent >= len(piece):
+                sent -= len(piece)
+                continue
+            if transport.is_closing():
+                return  # the transport met an error, and is closing
+            transport.write(memoryview(piece)[sent:] if sent else piece)
+            sent = 0
 
     def _release(self, nbytes: int) -> None:
         """Written bytes have left: the thread may hand over as much again."""
@@ -1064,6 +1097,23 @@ def gathers_writes(transport: asyncio.BaseTransport) -> bool:
         gathers = _gathering[kind] = (
             getattr(kind, "writelines", None) not in (None, asyncio.WriteTransport.writelines))
     return gathers
+
+
+class _Socket(Protocol):
+    def fileno(self) -> int: ...
+
+
+_IOV_MAX = 1024  # buffers per writev, at least this many on Linux
+
+
+def writev_socket(transport: asyncio.BaseTransport) -> _Socket | None:
+    """The socket under asyncio's selector transport for plain TCP and Unix sockets,
+    which sends one buffer per system call up to Python 3.11; None for any other."""
+    kind = getattr(asyncio.selector_events, "_SelectorSocketTransport", None)
+    if type(transport) is not kind or kind is None:
+        return None
+    sock = transport.get_extra_info("socket")
+    return sock if sock is not None and sock.type == socket.SOCK_STREAM else None
 
 
 def _leading_bytes(items: list[Any]) -> int:
