@@ -732,15 +732,15 @@ class HTTPConnection(asyncio.Protocol):
         had been the first to try.  The socket is the transport's own, open while the
         transport is not closing (checked just before, on this same loop turn)."""
         assert self._socket is not None
+        transport = self.transport
         sent = 0
-        if not self.transport.get_write_buffer_size():
+        if not transport.get_write_buffer_size():
             try:
                 sent = os.writev(self._socket.fileno(), pieces[:_IOV_MAX])
-            except OSError:
+            except OSError:  # the transport's write below meets it too, and handles it
                 sent = 0
             if sent == size:
                 return
-        transport = self.transport
         for piece in pieces:
             if sent >= len(piece):
                 sent -= len(piece)
