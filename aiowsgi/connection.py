@@ -666,13 +666,14 @@ class HTTPConnection(asyncio.Protocol):
                 # one system call for all of them: gathered, or joined when they are small
                 pieces = items[:run]
                 size = sum(map(len, pieces))
-                if self._gather or size <= run * _JOIN_BELOW or self._socket is not None:
+                small = size <= run * _JOIN_BELOW
+                if self._gather or small or self._socket is not None:
                     if transport.is_closing():
                         self._close()
                         return
                     if self._gather:
                         transport.writelines(pieces)
-                    elif size <= run * _JOIN_BELOW:
+                    elif small:
                         write(b"".join(pieces))
                     else:
                         self._writev(pieces, size)
