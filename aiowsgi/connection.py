@@ -47,6 +47,7 @@ _SENDFILE_PIECE = 1024 * 1024
 _RETRY_AFTER = 1  # seconds, in the Retry-After of a 503
 _LINGER_BYTES = 1024 * 1024
 _LINGER_SECONDS = 2.0
+_BUFFER_POLL = 0.005  # seconds between looks at a buffer whose transport did not pause us
 
 
 class ServerState:
@@ -183,8 +184,8 @@ class HTTPConnection(asyncio.Protocol):
                  "_handoff", "_handoff_lock", "_head_limit", "_high_water", "_in_memory",
                  "_items_ready", "_keepalive_phase",
                  "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
-                 "_request", "_scanned", "_sent", "_socket", "_started", "closed", "deadline",
-                 "loop", "served", "state", "task", "transport")
+                 "_request", "_scanned", "_sent", "_socket", "_started", "_write_limits",
+                 "closed", "deadline", "loop", "served", "state", "task", "transport")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -200,7 +201,8 @@ class HTTPConnection(asyncio.Protocol):
         self._head_limit = state.config.max_header_size
         self._high_water = 2 * self._head_limit  # past it, reading pauses
         self._reading_paused = False
-        self._paused = False  # the transport asked us to stop writing
+        self._paused = False  # the transport holds too much: write nothing more for now
+        self._write_limits = (0, 0)  # the transport's (low, high) water marks
         self._eof = self._lost = self._expired = False
         self._keepalive_phase = False
         self._data_waiter: asyncio.Future[None] | None = None
@@ -236,9 +238,11 @@ class HTTPConnection(asyncio.Protocol):
         # one bound method for all its requests, not one each (a cycle, broken by _close)
         self._items_ready = self._on_items
         self._over_ssl = transport.get_extra_info("sslcontext") is not None
-        self._gather = gathers_writes(transport)
-        if not self._gather:
-            self._socket = writev_socket(transport)
+        # asyncio's own transport: our os.writev, whose leftovers go through its write
+        # (its writelines never pauses the protocol in some releases, gh-127655)
+        self._socket = writev_socket(transport)
+        self._gather = self._socket is None and gathers_writes(transport)
+        self._write_limits = transport.get_write_buffer_limits()  # type: ignore[attr-defined]
         self._base = _connection_environ(transport, state.config.root_path, self._over_ssl)
         # the peer is a trusted proxy: its forwarding headers describe the client
         self._proxied = state.trusted is not None and self._base["REMOTE_ADDR"] in state.trusted
@@ -313,6 +317,8 @@ class HTTPConnection(asyncio.Protocol):
         self._paused = True
 
     def resume_writing(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
         if self._drain_waiter is not None:
             waiter, self._drain_waiter = self._drain_waiter, None
@@ -694,7 +700,7 @@ class HTTPConnection(asyncio.Protocol):
                             return
                         write(item.data)
                     self._sent += written + len(item.data)
-                    if self._paused or transport.is_closing():
+                    if self._write_blocked() or transport.is_closing():
                         self._after_write(partial(self._response_done, item.keep_alive))
                     else:
                         self._response_done(item.keep_alive)
@@ -710,7 +716,7 @@ class HTTPConnection(asyncio.Protocol):
                     return
             if written:
                 self._sent += written
-                if self._paused or transport.is_closing():
+                if self._write_blocked() or transport.is_closing():
                     self._after_write(partial(self._release, written))
                     return
                 handoff.release(written)
@@ -725,13 +731,16 @@ class HTTPConnection(asyncio.Protocol):
             items = more
 
     def _writev(self, pieces: list[bytes], size: int) -> None:
-        """Send ``pieces`` with one system call where the transport would make one each
-        (asyncio's before 3.12, whose own writelines joins them into a copy first).
+        """Send ``pieces`` with one system call on asyncio's transport, whose write makes
+        one per piece and whose writelines either joins them into a copy first (before
+        3.12) or, in some releases, never pauses the protocol (3.12.0-3.12.8,
+        3.13.0-3.13.1).
 
         Only while the transport holds nothing, so nothing overtakes its buffer; what the
-        kernel does not take, and any error, is left to the transport's write, as if it
-        had been the first to try.  The socket is the transport's own, open while the
-        transport is not closing (checked just before, on this same loop turn)."""
+        kernel does not take, and any error, is left to the transport's write (which
+        pauses the protocol past its high-water mark), as if it had been the first to
+        try.  The socket is the transport's own, open while the transport is not closing
+        (checked just before, on this same loop turn)."""
         assert self._socket is not None
         transport = self.transport
         sent = 0
@@ -750,6 +759,34 @@ class HTTPConnection(asyncio.Protocol):
                 return  # the transport met an error, and is closing
             transport.write(memoryview(piece)[sent:] if sent else piece)
             sent = 0
+
+    def _write_blocked(self) -> bool:
+        """Whether the transport holds more than its high-water mark, so that no more
+        output may be taken for now.
+
+        Checked here after every write rather than trusted to ``pause_writing`` alone:
+        a transport that fails to pause the protocol (asyncio's ``writelines`` in
+        3.12.0-3.12.8 and 3.13.0-3.13.1, CPython gh-127655) would otherwise buffer a
+        whole response.  Then this connection pauses itself, and looks again until the
+        buffer is down to the low-water mark.
+        """
+        if self._paused:
+            return True
+        if self.transport.get_write_buffer_size() <= self._write_limits[1]:
+            return False
+        self._paused = True
+        self.loop.call_later(_BUFFER_POLL, self._poll_write_buffer)
+        return True
+
+    def _poll_write_buffer(self) -> None:
+        """The transport did not pause this protocol: resume once its buffer has drained
+        to the low-water mark, as it would have."""
+        if not self._paused or self._mode == _CLOSED:
+            return  # resumed by the transport after all, or gone
+        if self.transport.get_write_buffer_size() <= self._write_limits[0]:
+            self.resume_writing()
+        else:
+            self.loop.call_later(_BUFFER_POLL, self._poll_write_buffer)
 
     def _release(self, nbytes: int) -> None:
         """Written bytes have left: the thread may hand over as much again."""
@@ -865,7 +902,7 @@ class HTTPConnection(asyncio.Protocol):
         """Wait until the transport has taken what it buffered, up to the send timeout."""
         if self._lost:
             raise ClientGone("client closed the connection")
-        if self._paused:
+        if self._write_blocked():
             waiter = self._drain_waiter = self.loop.create_future()
             try:
                 await self._within(waiter, self.state.config.send_timeout)
@@ -1108,8 +1145,9 @@ _IOV_MAX = 1024  # buffers per writev, at least this many on Linux
 
 
 def writev_socket(transport: asyncio.BaseTransport) -> _Socket | None:
-    """The socket under asyncio's selector transport for plain TCP and Unix sockets,
-    which sends one buffer per system call up to Python 3.11; None for any other."""
+    """The socket under asyncio's selector transport for plain TCP and Unix sockets, on
+    which the connection gathers its own writes (see ``HTTPConnection._writev``); None
+    for any other transport."""
     kind = getattr(asyncio.selector_events, "_SelectorSocketTransport", None)
     if type(transport) is not kind or kind is None:
         return None

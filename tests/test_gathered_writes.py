@@ -1,8 +1,10 @@
 """Large pieces handed over together leave in one system call on every loop.
 
-uvloop's transport gathers them itself (``writev``).  asyncio's selector transport before
-Python 3.12 sends one buffer per call, so the connection gathers them with ``os.writev``
-while the transport holds nothing, and leaves the rest, and any error, to the transport.
+uvloop's transport gathers them itself (``writev``).  asyncio's selector transport sends
+one buffer per write, and its writelines joins them (before 3.12) or never pauses the
+protocol (3.12.0-3.12.8, 3.13.0-3.13.1), so on asyncio the connection gathers them with
+``os.writev`` while the transport holds nothing, and leaves the rest, and any error, to
+the transport.
 These tests check the bytes on the wire in each case: complete, in order, and a failed
 write closing the connection as a failed send does.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -30,9 +31,8 @@ PIECE = 32 * 1024
 
 
 def transport_gathers() -> bool:
-    """Whether this loop's own transport sends several buffers in one call."""
-    loop = asyncio.get_running_loop()
-    return type(loop).__module__.startswith("uvloop") or sys.version_info >= (3, 12)
+    """Whether this loop's own transport is left to send several buffers in one call."""
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
 
 
 def distinct_pieces(count: int, size: int = PIECE) -> list[bytes]:
