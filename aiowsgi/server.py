@@ -27,7 +27,7 @@ from .config import Config, ConfigError
 from .connection import HTTPConnection, ServerState
 from .handoff import resolve
 from .pool import WorkerPool
-from .sockets import bind_sockets
+from .sockets import SocketFile, bind_sockets, remove_socket_files, socket_files
 from .supervisor import SUPERVISED_ENV, signal_ready
 from .wsgi import WSGIApp
 
@@ -55,6 +55,7 @@ class Server:
         self.app = app
         self.config = _config(config, options)
         self._servers: list[asyncio.Server] = []
+        self._socket_files: list[SocketFile] = []  # Unix socket files bound here
         self._started = False
         self._state: ServerState | None = None
         self._executor: WorkerPool | None = None
@@ -92,9 +93,11 @@ class Server:
             return HTTPConnection(state)
 
         try:
-            for sock in bind_sockets(config):
+            sockets = bind_sockets(config)
+            self._socket_files = socket_files(config)
+            for sock in sockets:
                 if sock.family == socket.AF_UNIX:
-                    server = await loop.create_unix_server(new_protocol, sock=sock, ssl=tls)
+                    server = await _unix_server(loop, new_protocol, sock, tls)
                 else:
                     server = await loop.create_server(new_protocol, sock=sock, ssl=tls)
                 self._servers.append(server)
@@ -102,6 +105,7 @@ class Server:
             for server in self._servers:
                 server.close()
             self._servers.clear()
+            remove_socket_files(self._socket_files)
             self._executor.shutdown(wait=False)
             self._io.shutdown(wait=False)
             raise
@@ -191,6 +195,7 @@ class Server:
                 await asyncio.wait(pending)
         for server in self._servers:
             await server.wait_closed()
+        remove_socket_files(self._socket_files)
         assert self._timeouts is not None and self._executor is not None
         self._timeouts.cancel()
         await asyncio.gather(self._timeouts, return_exceptions=True)
@@ -351,6 +356,19 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
+
+
+async def _unix_server(loop: asyncio.AbstractEventLoop,
+                       new_protocol: Callable[[], HTTPConnection], sock: socket.socket,
+                       tls: ssl.SSLContext | None) -> asyncio.Server:
+    """A server on a listening Unix socket that leaves its file alone when closed: the
+    file is removed by whoever bound it (see ``sockets.socket_files``), and never by a
+    worker that inherited it.  Loops before Python 3.13 know no ``cleanup_socket``."""
+    try:
+        return await loop.create_unix_server(  # type: ignore[call-arg,unused-ignore]
+            new_protocol, sock=sock, ssl=tls, cleanup_socket=False)
+    except TypeError:
+        return await loop.create_unix_server(new_protocol, sock=sock, ssl=tls)
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:

@@ -3,6 +3,7 @@ which opens them once and hands them to every worker."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -56,6 +57,32 @@ def bind_sockets(config: Config) -> list[socket.socket]:
                                      f"{exc.strerror or exc}") from exc
         sockets.append(sock)
     return sockets
+
+
+SocketFile = tuple[str, int]  # a Unix socket's path and the inode it had when bound here
+
+
+def socket_files(config: Config) -> list[SocketFile]:
+    """The socket files that :func:`bind_sockets` created for ``config`` (inherited
+    sockets excluded): whoever bound them removes them with :func:`remove_socket_files`
+    when it closes, on every Python (3.13's asyncio would remove even inherited ones)."""
+    files = []
+    for where in places(config):
+        if where.kind == "unix":
+            with contextlib.suppress(OSError):
+                files.append((where.path, os.stat(where.path).st_ino))
+    return files
+
+
+def remove_socket_files(files: list[SocketFile]) -> None:
+    """Remove the socket files bound here, unless another socket has taken the path."""
+    for path, inode in files:
+        try:
+            found = os.stat(path)
+            if stat.S_ISSOCK(found.st_mode) and found.st_ino == inode:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _tcp_server(host: str, port: int, backlog: int) -> socket.socket:

@@ -117,11 +117,34 @@ async def test_unix_socket_with_permissions(tmp_path: Path) -> None:
         assert server.urls == [f"unix:{path}"]
         assert await get(await asyncio.open_unix_connection(str(path))) == (
             f"|{path}".encode())
-    # the socket file left behind is replaced on the next start
+    # the server removes the file it bound, on every Python
+    assert not path.exists()
+    # a socket file left behind (by a process that died) is replaced on the next start
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     async with Server(where, bind=(f"unix:{path}",)):
         assert await get(await asyncio.open_unix_connection(str(path))) == (
             f"|{path}".encode())
+    assert not path.exists()
+
+
+async def test_an_inherited_unix_socket_keeps_its_file(tmp_path: Path) -> None:
+    """A server on a socket it did not bind (a worker's, systemd's) leaves the file to
+    its owner: the next server on the same socket must still be reachable."""
+    path = tmp_path / "shared.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    sock.listen()
+    try:
+        for _ in range(2):
+            async with Server(where, fd=os.dup(sock.fileno())):
+                assert await get(await asyncio.open_unix_connection(str(path))) == (
+                    f"|{path}".encode())
+            assert stat.S_ISSOCK(os.stat(path).st_mode)
+    finally:
+        sock.close()
 
 
 async def test_inherited_socket() -> None:
