@@ -184,7 +184,8 @@ class HTTPConnection(asyncio.Protocol):
                  "_handoff", "_handoff_lock", "_head_limit", "_high_water", "_in_memory",
                  "_items_ready", "_keepalive_phase",
                  "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
-                 "_request", "_scanned", "_sent", "_socket", "_started", "_write_limits",
+                 "_request", "_scanned", "_sent", "_skipped", "_socket", "_started",
+                 "_write_limits",
                  "closed", "deadline", "loop", "served", "state", "task", "transport")
 
     def __init__(self, state: ServerState) -> None:
@@ -198,6 +199,7 @@ class HTTPConnection(asyncio.Protocol):
         self._mode = _HEAD
         self._buffer = b""  # bytes received and not yet consumed
         self._scanned = 0  # of them, bytes known to hold no head terminator
+        self._skipped = 0  # empty lines' bytes ignored before the next request line
         self._head_limit = state.config.max_header_size
         self._high_water = 2 * self._head_limit  # past it, reading pauses
         self._reading_paused = False
@@ -378,6 +380,11 @@ class HTTPConnection(asyncio.Protocol):
     def _read_head(self) -> None:
         """Take the next request head from the buffer, or wait for more of it."""
         buffer = self._buffer
+        if buffer[:1] == b"\r" and not self._lost:
+            rest = self._skip_empty_lines(buffer)
+            if rest is None:
+                return
+            buffer = rest
         if not buffer or self._lost:
             if self._eof or self._lost:
                 self._close()
@@ -388,7 +395,8 @@ class HTTPConnection(asyncio.Protocol):
         limit = self._head_limit
         if end < 0:
             if len(buffer) >= limit:
-                self._refuse(HTTPError(431, "request head too large"))
+                self._refuse(HTTPError(431, "request head too large"),
+                             head_only=buffer.startswith(b"HEAD "))
             elif self._eof:
                 if buffer.strip():
                     log.debug("client closed the connection inside a request head")
@@ -400,10 +408,11 @@ class HTTPConnection(asyncio.Protocol):
             return
         end += 4
         if end > limit:
-            self._refuse(HTTPError(431, "request head too large"))
+            self._refuse(HTTPError(431, "request head too large"),
+                         head_only=buffer.startswith(b"HEAD "))
             return
         self._buffer = buffer[end:]
-        self._scanned = 0
+        self._scanned = self._skipped = 0
         self.served += 1
         config = self.state.config
         try:
@@ -411,13 +420,28 @@ class HTTPConnection(asyncio.Protocol):
                 buffer[:end], max_request_line=config.max_request_line,
                 max_header_size=limit, max_header_count=config.max_header_count)
         except HTTPError as exc:
-            self._refuse(exc)
+            self._refuse(exc, head_only=buffer.startswith(b"HEAD "))
             return
         self._request = request
         if not request.chunked and not request.content_length:
             self._dispatch(request, io.BytesIO(), 0)
             return
         self._begin_body(request)
+
+    def _skip_empty_lines(self, buffer: bytes) -> bytes | None:
+        """``buffer`` without the empty lines before a request line; None if there were
+        more of them than a request line may be long (the connection is refused)."""
+        skip = http11.leading_empty_lines(buffer)
+        if not skip:
+            return buffer
+        self._skipped += skip
+        if self._skipped > self.state.config.max_request_line:
+            self._buffer = b""
+            self._refuse(HTTPError(400, "too many empty lines before the request line"))
+            return None
+        self._scanned = max(0, self._scanned - skip)
+        buffer = self._buffer = buffer[skip:]
+        return buffer
 
     def _begin_body(self, request: Request) -> None:
         state = self.state
@@ -584,7 +608,8 @@ class HTTPConnection(asyncio.Protocol):
                         state.active - state.capacity)
             body.close()
             self._answer_and_close(http11.error_response(
-                503, "too many requests waiting", retry_after=_RETRY_AFTER))
+                503, "too many requests waiting", retry_after=_RETRY_AFTER,
+                head_only=request.method == "HEAD"))
             return
         handoff = Handoff(state.wakeups, config.send_buffer_size, self._items_ready,
                           self._handoff_lock)
@@ -597,7 +622,8 @@ class HTTPConnection(asyncio.Protocol):
             state.executor.run_soon(call)
         except RuntimeError:  # the pool is shutting down
             body.close()
-            self._answer_and_close(http11.error_response(503, "server is shutting down"))
+            self._answer_and_close(http11.error_response(
+                503, "server is shutting down", head_only=request.method == "HEAD"))
             return
         state.active += 1
         state.requests += 1
@@ -624,7 +650,8 @@ class HTTPConnection(asyncio.Protocol):
             log.warning("no thread became free within queue_timeout=%ss: answered 503",
                         config.queue_timeout)
             self.transport.write(http11.error_response(
-                503, "no worker thread became free in time", retry_after=_RETRY_AFTER))
+                503, "no worker thread became free in time", retry_after=_RETRY_AFTER,
+                head_only=request.method == "HEAD"))
             return None
         timeout = config.request_timeout
         try:
@@ -642,7 +669,8 @@ class HTTPConnection(asyncio.Protocol):
                       "application thread is abandoned", request.method, request.path,
                       config.request_timeout)
             self._give_up(ClientGone("request timeout"), abandon=True)
-            self.transport.write(http11.error_response(504, "the application took too long"))
+            self.transport.write(http11.error_response(
+                504, "the application took too long", head_only=request.method == "HEAD"))
             return None
         return partial(self._write_items, items)
 
@@ -1043,18 +1071,25 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- refusing and closing ---------------------------------------------------------
 
-    def _refuse(self, exc: HTTPError) -> None:
+    def _refuse(self, exc: HTTPError, *, head_only: bool = False) -> None:
         """Answer a request the server will not handle, then close the connection."""
-        self._start_task(self._refuse_now(exc))
+        self._start_task(self._refuse_now(exc, head_only=head_only))
 
-    async def _refuse_now(self, exc: HTTPError) -> Continuation:
+    async def _refuse_now(self, exc: HTTPError, *, head_only: bool = False) -> Continuation:
+        """``head_only``: the refused request is a HEAD whose head could not be parsed
+        (one that was parsed is known from ``_request``)."""
         log.info("%s %s from %s", exc.status, exc.reason, self._base["REMOTE_ADDR"])
         transport = self.transport
         if transport.is_closing():
             return None
-        transport.write(http11.error_response(exc.status, exc.reason))
+        transport.write(http11.error_response(
+            exc.status, exc.reason, head_only=head_only or self._is_head()))
         await self._linger()
         return None
+
+    def _is_head(self) -> bool:
+        """Whether the request being answered is a HEAD: its error has no body."""
+        return self._request is not None and self._request.method == "HEAD"
 
     async def _linger(self) -> None:
         """Close gently: stop sending, then read and drop what the client still sends

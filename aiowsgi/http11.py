@@ -20,6 +20,7 @@ __all__ = [
     "HTTPError",
     "Request",
     "parse_head",
+    "leading_empty_lines",
     "ChunkedDecoder",
     "ResponseHead",
     "frame_response",
@@ -113,9 +114,11 @@ def parse_head(
             raise HTTPError(505, "HTTP/2 is not supported; speak HTTP/1.1")
         raise HTTPError(400, "malformed request line")
     method, target, major, minor = m.groups()
-    if major != "1" or minor not in "01":
+    if major != "1":
         raise HTTPError(505, f"HTTP/{major}.{minor} is not supported")
-    http11 = minor == "1"
+    # a later 1.x minor version is served as 1.1, the highest this server speaks
+    # (RFC 9110 §2.5)
+    http11 = minor != "0"
 
     headers: list[tuple[str, str]] = []
     append = headers.append
@@ -186,6 +189,16 @@ def parse_head(
         path, query, authority = _split_target(method, target)
     return Request(method, target, path, query, http11, headers, keep_alive, content_length,
                    chunked, expect_continue and (chunked or bool(content_length)), authority)
+
+
+_EMPTY_LINES = re.compile(rb"(?:\r\n)*+")
+
+
+def leading_empty_lines(data: bytes) -> int:
+    """How many bytes at the start of ``data`` are empty lines (CRLF), which a server
+    ignores before a request line (RFC 9112 §2.2): a client may send one after a body.
+    The caller bounds how many it accepts."""
+    return _EMPTY_LINES.match(data).end()  # type: ignore[union-attr]  # matches always
 
 
 # Host values found valid already: a server hears the same few again and again.
@@ -547,16 +560,20 @@ _REASONS: Final = {
 
 
 def error_response(status: int, message: str = "", *, keep_alive: bool = False,
-                   retry_after: int | None = None) -> bytes:
-    """A complete plain-text error response; closes the connection unless told otherwise."""
+                   retry_after: int | None = None, head_only: bool = False) -> bytes:
+    """A complete plain-text error response; closes the connection unless told otherwise.
+
+    ``head_only`` (the answer to a HEAD request) leaves the body out and keeps its
+    Content-Length, as a GET would have had it (RFC 9110 §9.3.2)."""
     reason = _REASONS.get(status, "Error")
     text = f"{status} {reason}\n{message}\n" if message else f"{status} {reason}\n"
     body = text.encode("utf-8", "replace")
     extra = "" if keep_alive else "Connection: close\r\n"
     if retry_after is not None:
         extra += f"Retry-After: {retry_after}\r\n"
-    return (
+    head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\nServer: aiowsgi\r\n"
         f"{extra}\r\n"
-    ).encode("latin-1") + body
+    ).encode("latin-1")
+    return head if head_only else head + body

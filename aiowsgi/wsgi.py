@@ -448,8 +448,7 @@ class WSGICall:
         if self.head is None:
             expose = self.server.expose_tracebacks
             detail = "".join(traceback.format_exception(exc)) if expose else ""
-            data = http11.error_response(500, detail, keep_alive=self.keep_alive)
-            if self.method == "HEAD":
-                data = data[: data.index(b"\r\n\r\n") + 4]
+            data = http11.error_response(500, detail, keep_alive=self.keep_alive,
+                                         head_only=self.method == "HEAD")
             return Finish(data, self.keep_alive)
         return Abort()

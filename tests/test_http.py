@@ -314,3 +314,111 @@ async def test_many_connections_at_once(start_server: StartServer) -> None:
 
     bodies = await asyncio.gather(*(one(i) for i in range(50)))
     assert bodies == [f"POST /{i} ".encode() + b"x" * i for i in range(50)]
+
+
+# -- what real clients send at the edges --------------------------------------------------
+
+
+async def test_empty_lines_before_a_request_are_ignored(start_server: StartServer) -> None:
+    """RFC 9112 §2.2: a server ignores empty lines before a request line, on a fresh
+    connection and after a body (clients that end a POST body with an extra CRLF)."""
+    server = await start_server(echo)
+    client = await RawClient.connect(server.host, server.port)
+    await client.send(b"\r\n\r\nGET /first HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await client.response()).body == b"GET /first "
+    await client.send(b"POST /post HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab\r\n")
+    assert (await client.response()).body == b"POST /post ab"
+    # the stray CRLF arrived alone; the next request comes in a later packet
+    assert (await client.request(target="/after")).body == b"GET /after "
+    # pipelined, with the empty line between the two requests
+    await client.send(b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx\r\n"
+                      b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await client.response()).body == b"POST /a x"
+    assert (await client.response()).body == b"GET /b "
+    # and split inside the CRLF
+    await client.send(b"\r")
+    await client.send(b"\nGET /split HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await client.response()).body == b"GET /split "
+    await client.close()
+
+
+async def test_a_flood_of_empty_lines_is_refused(start_server: StartServer) -> None:
+    """Empty lines count against the request line's limit: past it, 400 and close."""
+    server = await start_server(echo, max_request_line=1024)
+    client = await RawClient.connect(server.host, server.port)
+    await client.send(b"\r\n" * 512 + b"GET /at-the-limit HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await client.response()).body == b"GET /at-the-limit "
+    for _ in range(8):  # in several packets, none of them past the limit alone
+        await client.send(b"\r\n" * 64)
+    await client.send(b"\r\n")
+    response = await client.response()
+    assert response.status == 400
+    assert b"empty lines" in response.body
+    assert response.header("Connection") == "close"
+    assert await client.closed_by_server()
+
+
+async def test_a_later_http1_minor_version_is_served_as_1_1(
+        start_server: StartServer) -> None:
+    def protocol(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["SERVER_PROTOCOL"].encode()]
+
+    server = await start_server(protocol)
+    client = await RawClient.connect(server.host, server.port)
+    for version in ("HTTP/1.2", "HTTP/1.9"):
+        response = await client.request(version=version)  # the reader checks HTTP/1.1
+        assert response.status == 200
+        assert response.chunked  # 1.1 framing, and the connection stays open
+        assert response.body == b"HTTP/1.1"
+    await client.close()
+
+
+async def read_until_closed(client: RawClient) -> bytes:
+    data = b""
+    async with asyncio.timeout(30):
+        while chunk := await client.reader.read(65536):
+            data += chunk
+    await client.close()
+    return data
+
+
+async def test_error_responses_to_head_have_no_body(start_server: StartServer) -> None:
+    """RFC 9110 §9.3.2, for refusals of the server's own: a malformed head, one too
+    large, and a body too large."""
+    server = await start_server(echo, max_body_size=10, max_header_size=4096)
+    cases = [
+        (b"HEAD / HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"HEAD / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 5000 + b"\r\n\r\n", 431),
+        (b"HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n", 413),
+        (b"\r\nHEAD / HTTP/7.0\r\nHost: t\r\n\r\n", 505),
+    ]
+    for request, status in cases:
+        client = await RawClient.connect(server.host, server.port)
+        await client.send(request)
+        data = await read_until_closed(client)
+        head, sep, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), head
+        assert sep and body == b"", data
+        assert b"\r\nContent-Length: " in head
+    # the same refusal to a GET has its body
+    client = await RawClient.connect(server.host, server.port)
+    await client.send(b"GET / HTTP/1.1\r\n\r\n")
+    assert (await read_until_closed(client)).endswith(b"missing Host header\n")
+
+
+async def test_error_response_to_a_head_the_app_failed_has_no_body(
+        start_server: StartServer) -> None:
+    def failing(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        raise RuntimeError("boom")
+
+    server = await start_server(failing)
+    client = await RawClient.connect(server.host, server.port)
+    response = await client.request("HEAD")
+    assert response.status == 500
+    # nothing follows the head: the next request's answer comes next
+    response = await client.request("HEAD")
+    assert response.status == 500
+    await client.send(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    data = await read_until_closed(client)
+    assert data.startswith(b"HTTP/1.1 500 ") and data.endswith(b"\r\n\r\n")

@@ -30,6 +30,7 @@ from aiowsgi.http11 import (
     chunk,
     error_response,
     frame_response,
+    leading_empty_lines,
     parse_head,
 )
 
@@ -347,13 +348,33 @@ def test_invalid_host_is_400(host: bytes, version: bytes) -> None:
         make_head(b"GET / HTTP/2.0"),
         make_head(b"GET / HTTP/3.0"),
         make_head(b"GET / HTTP/0.9"),
-        make_head(b"GET / HTTP/1.2"),
-        make_head(b"GET / HTTP/1.9"),
         make_head(b"GET / HTTP/9.9"),
     ],
 )
 def test_unsupported_version_is_505(head: bytes) -> None:
     assert error_status(head) == 505
+
+
+@pytest.mark.parametrize("minor", [b"2", b"5", b"9"])
+def test_later_minor_version_is_served_as_1_1(minor: bytes) -> None:
+    # RFC 9110 §2.5: process it as the highest minor version the server speaks
+    request = parse_head(make_head(b"GET / HTTP/1." + minor))
+    assert request.http11
+    assert request.version == "HTTP/1.1"
+    assert request.keep_alive
+    # 1.1's rules hold, too: Host is required
+    assert error_status(make_head(b"GET / HTTP/1." + minor, host=None)) == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "skipped"),
+    [(b"GET / HTTP/1.1\r\n", 0), (b"\r\nGET /", 2), (b"\r\n\r\n\r\nGET /", 6),
+     (b"\r\n\r", 2), (b"\r", 0), (b"\n\r\nGET", 0), (b"\r\n\nGET", 2), (b"", 0),
+     (b"\r\n" * 5000, 10000)],
+)
+def test_leading_empty_lines(data: bytes, skipped: int) -> None:
+    # RFC 9112 §2.2: CRLFs before a request line are ignored; a bare LF is not one
+    assert leading_empty_lines(data) == skipped
 
 
 @pytest.mark.parametrize(
@@ -1362,6 +1383,20 @@ def test_error_response_keep_alive() -> None:
     _, fields, body = split_error(error_response(413, "too big", keep_alive=True))
     assert "connection" not in fields
     assert int(fields["content-length"]) == len(body)
+
+
+@pytest.mark.parametrize("status", [400, 413, 431, 500, 503, 505])
+def test_error_response_to_head_has_no_body(status: int) -> None:
+    # RFC 9110 §9.3.2: the head a GET would have had, Content-Length included
+    full = error_response(status, "details", retry_after=1)
+    head_only = error_response(status, "details", retry_after=1, head_only=True)
+    status_line, fields, body = split_error(head_only)
+    assert body == b""
+    full_line, full_fields, full_body = split_error(full)
+    assert (status_line, fields.keys()) == (full_line, full_fields.keys())
+    assert full_body
+    assert int(fields["content-length"]) == len(full_body)
+    assert fields["retry-after"] == "1"
 
 
 def test_error_response_unknown_status() -> None:
