@@ -28,8 +28,7 @@ async def aiowsgi_server(request: pytest.FixtureRequest) -> AsyncIterator[Server
                       **options: Any) -> Server:
         options.setdefault("host", "127.0.0.1")
         options.setdefault("port", 0)
-        server = Server(app, **options)
-        errors.watch(app, raise_app_errors)
+        server = Server(errors.watch(app, raise_app_errors), **options)
         await server.start()
         servers.append(server)
         return server

@@ -18,6 +18,8 @@ Async (pytest-asyncio; aiohttp for the client):
 the fixture to build the app in code.  An exception raised inside a served application is
 re-raised in the test at teardown unless ``aiowsgi_raise_app_errors = false`` (ini),
 ``@pytest.mark.aiowsgi(raise_app_errors=False)`` or ``raise_app_errors=False`` (factory).
+An error belongs to the server that saw it, not to the application object: it is reported
+once, in the test during which that server saw it, as that server's own setting says.
 
 Loading this module imports neither aiohttp nor pytest-asyncio.
 """
@@ -85,8 +87,7 @@ def _live_servers(default_raise: bool) -> Iterator[LiveServerFactory]:
 
     def factory(app: WSGIApp, *, raise_app_errors: bool | None = None,
                 **options: Any) -> LiveServer:
-        errors.watch(app, raise_app_errors)
-        server = LiveServer(app, **options).start()
+        server = LiveServer(errors.watch(app, raise_app_errors), **options).start()
         servers.append(server)
         return server
 
@@ -122,14 +123,14 @@ _session_errors: list[AppErrors] = []
 def aiowsgi_live_server_session(aiowsgi_app: WSGIApp) -> Iterator[LiveServer]:
     """One live server for ``aiowsgi_app`` shared by the whole session.
 
-    Application errors are re-raised at the end of the test during which they happened.
+    The errors this server sees are re-raised at the end of the test during which it saw
+    them, unless that test opts out (marker or ini).
     """
     errors = AppErrors()
-    errors.watch(aiowsgi_app)
     errors.install()
     _session_errors.append(errors)
     try:
-        with LiveServer(aiowsgi_app) as server:
+        with LiveServer(errors.watch(aiowsgi_app)) as server:
             yield server
     finally:
         errors.uninstall()

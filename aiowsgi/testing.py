@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -36,30 +36,35 @@ _STOP_TIMEOUT = 60.0
 
 
 class AppErrors(logging.Handler):
-    """Collects the exceptions that watched applications raised while it is installed.
+    """Collects the exceptions raised inside the servers it watches, while it is installed.
 
-    aiowsgi logs every application error to ``aiowsgi.error`` with the application as
-    ``record.aiowsgi_app``; this handler keeps those of the apps it watches, so that a
-    failing view fails the test with its own traceback.
+    ``served = errors.watch(app)`` is the application to give one server.  aiowsgi logs
+    every application error to ``aiowsgi.error`` with the application its server was given
+    as ``record.aiowsgi_app``; this handler keeps the errors of the servers given an
+    application it handed out, so that a failing view fails the test with its own
+    traceback, and an error belongs to the server that saw it, not to the application
+    object, which other servers (a session-scoped one, say) may serve too.
     """
 
     def __init__(self, *, default: bool = True) -> None:
         super().__init__(logging.ERROR)
         self.default = default  # whether watch() watches when not told
-        self._apps: list[WSGIApp] = []
         self.errors: list[BaseException] = []
         self._logger = logging.getLogger("aiowsgi.error")
 
-    def watch(self, app: WSGIApp, raise_app_errors: bool | None = None) -> None:
-        """Collect ``app``'s errors, unless ``raise_app_errors`` (or the default) says no."""
-        if self.default if raise_app_errors is None else raise_app_errors:
-            self._apps.append(app)
+    def watch(self, app: WSGIApp, raise_app_errors: bool | None = None) -> WSGIApp:
+        """The application to give one server: ``app`` itself when ``raise_app_errors``
+        (or the default) says not to collect, else a new object that calls ``app`` and
+        whose errors this handler collects."""
+        watching = self.default if raise_app_errors is None else raise_app_errors
+        if not watching or not callable(app):  # the server rejects what is not callable
+            return app
+        return _WatchedApp(app, self)
 
     def emit(self, record: logging.LogRecord) -> None:
         app = getattr(record, "aiowsgi_app", None)
-        if record.exc_info and record.exc_info[1] is not None and any(
-            app is watched for watched in self._apps
-        ):
+        if (type(app) is _WatchedApp and app._aiowsgi_errors is self
+                and record.exc_info and record.exc_info[1] is not None):
             self.errors.append(record.exc_info[1])
 
     def install(self) -> None:
@@ -80,6 +85,33 @@ class AppErrors(logging.Handler):
         first.add_note("raised inside the application served by aiowsgi during the test; "
                        "the client got a 500 or an aborted response")
         raise first
+
+
+class _WatchedApp:
+    """One server's handle on an application whose errors an :class:`AppErrors` collects.
+
+    It calls the application and returns what it returns, untouched; other attributes are
+    the application's.
+    """
+
+    __slots__ = ("__wrapped__", "_aiowsgi_errors")
+
+    def __init__(self, app: WSGIApp, errors: AppErrors) -> None:
+        self.__wrapped__ = app
+        self._aiowsgi_errors = errors
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        __tracebackhide__ = True  # pytest shows the application's frames, not this one
+        return self.__wrapped__(environ, start_response)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _WatchedApp.__slots__:  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return f"<watched {self.__wrapped__!r}>"
 
 
 class LiveServer:
@@ -103,7 +135,9 @@ class LiveServer:
 
     @property
     def app(self) -> WSGIApp:
-        return self.server.app
+        """The application served (not the handle :meth:`AppErrors.watch` made of it)."""
+        app = self.server.app
+        return app.__wrapped__ if type(app) is _WatchedApp else app
 
     @property
     def url(self) -> str:
@@ -183,10 +217,9 @@ def live_server(app: WSGIApp, *, raise_app_errors: bool = True,
     ``raise_app_errors`` is false.  ``options`` are aiowsgi options (``threads=2``, ...).
     """
     errors = AppErrors(default=raise_app_errors)
-    errors.watch(app)
     errors.install()
     try:
-        with LiveServer(app, **options) as server:
+        with LiveServer(errors.watch(app), **options) as server:
             yield server.url
     finally:
         errors.uninstall()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -243,14 +244,15 @@ def test_client_without_aiohttp_names_the_extra(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(["*aiowsgi_client needs aiohttp: pip install 'aiowsgi?pytest?'*"])
 
 
-APP_ERROR_TESTS = '''
+# The start of the test modules below: status(url) is the status a GET got.
+STATUS_HELPER = '''
 import urllib.error
 import urllib.request
 
 import aiohttp
 import pytest
 
-from myapp import app, boom
+from aiowsgi.testing import live_server
 
 
 def status(url):
@@ -258,7 +260,12 @@ def status(url):
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.status
     except urllib.error.HTTPError as exc:
+        exc.close()
         return exc.code
+'''
+
+APP_ERROR_TESTS = STATUS_HELPER + '''
+from myapp import app, boom
 
 
 def test_sync_view_error(aiowsgi_live_server_factory):
@@ -363,3 +370,155 @@ def test_live_server_helper_reports_a_bad_option() -> None:
 
     with pytest.raises(ConfigError, match=r"^threads: "), live_server(hello, threads=0):
         pass
+
+
+# -- an error belongs to the server that saw it ----------------------------------------
+
+# Every server below serves the very same object, myapp.fails: the session server and the
+# function-scoped ones.  The path names the request, so a report says which server saw it.
+SHARED_APP_MODULE = '''
+def fails(environ, start_response):
+    if environ["PATH_INFO"].startswith("/fail"):
+        raise LookupError("failed at " + environ["PATH_INFO"])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+# What pytest reported for each test: the application errors among its failed reports.
+REPORTS_CONFTEST = '''
+import json
+import pathlib
+import re
+
+reported = {}
+
+
+def pytest_runtest_logreport(report):
+    errors = reported.setdefault(report.nodeid.rpartition("::")[2], [])
+    if report.failed:
+        # "E   LookupError: ..." in pytest's own traceback, "|   LookupError: ..." in an
+        # exception group's; not the captured log's lines
+        errors += re.findall(r"^(?:E|\\s*\\|) +LookupError: (failed at \\S+)",
+                             report.longreprtext, re.M)
+    pathlib.Path("reported.json").write_text(json.dumps(reported))
+'''
+
+
+def reported(pytester: pytest.Pytester) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = json.loads((pytester.path / "reported.json").read_text())
+    return result
+
+
+def test_app_errors_belong_to_the_server_that_saw_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(myapp=SHARED_APP_MODULE)
+    pytester.makeini("[pytest]\naiowsgi_app = myapp:fails\n")
+    pytester.makeconftest(THREADS_CONFTEST + REPORTS_CONFTEST)
+    pytester.makepyfile(test_shared=STATUS_HELPER + textwrap.dedent('''
+        def test_a_session_server_error(aiowsgi_live_server_session):
+            assert status(aiowsgi_live_server_session.make_url("/fail/a")) == 500
+
+
+        def test_b_later_function_server_error(aiowsgi_live_server):
+            assert status(aiowsgi_live_server.make_url("/fail/b")) == 500
+
+
+        def test_c_function_server_opted_out(aiowsgi_live_server_factory, aiowsgi_app):
+            server = aiowsgi_live_server_factory(aiowsgi_app, raise_app_errors=False)
+            assert status(server.make_url("/fail/c")) == 500
+
+
+        def test_f_function_server_beside_the_session_server(aiowsgi_live_server_session,
+                                                             aiowsgi_live_server):
+            assert status(aiowsgi_live_server.make_url("/fail/f")) == 500
+            assert status(aiowsgi_live_server_session.make_url("/ok")) == 200
+
+
+        @pytest.mark.asyncio
+        async def test_g_async_server_error(aiowsgi_server, aiowsgi_app):
+            server = await aiowsgi_server(aiowsgi_app)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(server.make_url("/fail/g")) as response:
+                    assert response.status == 500
+
+
+        @pytest.mark.asyncio
+        async def test_h_async_server_opted_out(aiowsgi_server, aiowsgi_app):
+            server = await aiowsgi_server(aiowsgi_app, raise_app_errors=False)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(server.make_url("/fail/h")) as response:
+                    assert response.status == 500
+
+
+        def test_i_helper_opted_out(aiowsgi_live_server_session, aiowsgi_app):
+            with live_server(aiowsgi_app, raise_app_errors=False) as url:
+                assert status(url + "/fail/i") == 500
+
+
+        def test_j_helper_opted_in(aiowsgi_live_server_session, aiowsgi_app):
+            with pytest.raises(LookupError, match="failed at /fail/j"):
+                with live_server(aiowsgi_app) as url:
+                    assert status(url + "/fail/j") == 500
+
+
+        def test_k_nothing_left_over(aiowsgi_live_server_session, aiowsgi_live_server,
+                                     aiowsgi_app):
+            assert status(aiowsgi_live_server_session.make_url("/ok")) == 200
+            assert status(aiowsgi_live_server.make_url("/ok")) == 200
+            assert aiowsgi_live_server.app is aiowsgi_app
+            assert aiowsgi_live_server_session.app is aiowsgi_app
+    '''))
+    result = run(pytester, "-v")
+    # each error is reported once, in the test during which its server saw it, and only
+    # when that server's own setting asks for it
+    assert reported(pytester) == {
+        "test_a_session_server_error": ["failed at /fail/a"],
+        "test_b_later_function_server_error": ["failed at /fail/b"],
+        "test_c_function_server_opted_out": [],
+        "test_f_function_server_beside_the_session_server": ["failed at /fail/f"],
+        "test_g_async_server_error": ["failed at /fail/g"],
+        "test_h_async_server_opted_out": [],
+        "test_i_helper_opted_out": [],
+        "test_j_helper_opted_in": [],
+        "test_k_nothing_left_over": [],
+    }
+    result.assert_outcomes(passed=9, errors=4)
+    result.stdout.fnmatch_lines(["*E * LookupError: failed at /fail/a",
+                                 "*raised inside the application served by aiowsgi*"])
+    result.stdout.no_fnmatch_line("*more application error*")
+    assert_no_threads_left(pytester)
+
+
+@pytest.mark.parametrize(("session_opt_out", "function_raises", "reported_error"), [
+    ("", False, "failed at /fail/session"),
+    ("marker", True, "failed at /fail/function"),
+    ("ini", True, "failed at /fail/function"),
+], ids=["session-in-function-out", "session-out-by-marker-function-in",
+        "session-out-by-ini-function-in"])
+def test_app_errors_of_session_and_function_servers_of_one_app_each_as_it_says(
+        pytester: pytest.Pytester, session_opt_out: str, function_raises: bool,
+        reported_error: str) -> None:
+    pytester.makepyfile(myapp=SHARED_APP_MODULE)
+    ini = "[pytest]\naiowsgi_app = myapp:fails\n"
+    marker = ""
+    if session_opt_out == "ini":
+        ini += "aiowsgi_raise_app_errors = false\n"
+    elif session_opt_out == "marker":
+        marker = "pytestmark = pytest.mark.aiowsgi(raise_app_errors=False)\n"
+    pytester.makeini(ini)
+    pytester.makeconftest(REPORTS_CONFTEST)
+    pytester.makepyfile(test_shared=STATUS_HELPER + marker + textwrap.dedent(f'''
+        def test_both(aiowsgi_live_server_session, aiowsgi_live_server_factory, aiowsgi_app):
+            server = aiowsgi_live_server_factory(aiowsgi_app,
+                                                 raise_app_errors={function_raises})
+            assert status(server.make_url("/fail/function")) == 500
+            assert status(aiowsgi_live_server_session.make_url("/fail/session")) == 500
+
+
+        def test_later(aiowsgi_live_server_session, aiowsgi_live_server):
+            assert status(aiowsgi_live_server_session.make_url("/ok")) == 200
+            assert status(aiowsgi_live_server.make_url("/ok")) == 200
+    '''))
+    result = run(pytester, "-p", "no:asyncio")
+    assert reported(pytester) == {"test_both": [reported_error], "test_later": []}
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.no_fnmatch_line("*more application error*")
