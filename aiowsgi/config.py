@@ -94,7 +94,8 @@ class Config:
                             "(at level info).", group="logging")
     access_log_format: str = _opt(DEFAULT_ACCESS_FORMAT, "Format of an access log line, with "
                                   "gunicorn's atoms: h client, r request line, s status, "
-                                  "b bytes, L seconds and more (see the README).",
+                                  "b body bytes, L seconds, X how it ended and more (see "
+                                  "the README).",
                                   group="logging")
     metrics_bind: str = _opt("", "Serve Prometheus metrics at /metrics on this HOST:PORT "
                              "(needs the 'metrics' extra).", group="logging")

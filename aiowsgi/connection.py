@@ -184,7 +184,7 @@ class HTTPConnection(asyncio.Protocol):
                  "_handoff", "_handoff_lock", "_head_limit", "_high_water", "_in_memory",
                  "_items_ready", "_keepalive_phase",
                  "_lost", "_mode", "_over_ssl", "_paused", "_proxied", "_reading_paused",
-                 "_request", "_scanned", "_sent", "_skipped", "_socket", "_started",
+                 "_request", "_scanned", "_skipped", "_socket", "_started",
                  "_write_limits",
                  "closed", "deadline", "loop", "served", "state", "task", "transport")
 
@@ -218,8 +218,7 @@ class HTTPConnection(asyncio.Protocol):
         self._handoff: Handoff | None = None
         self._disconnected: Disconnected | None = None
         self._call: WSGICall | None = None
-        self._started = 0.0
-        self._sent = 0  # response bytes of the current request, for the access log
+        self._started = 0.0  # when the current request was dispatched, for the access log
         self._base: dict[str, Any] = {}
         self._proxied = False
         self._over_ssl = False
@@ -631,7 +630,7 @@ class HTTPConnection(asyncio.Protocol):
             state.on_max_requests()
         self._handoff, self._disconnected, self._call = handoff, disconnected, call
         if state.access:
-            self._started, self._sent = time.perf_counter(), 0
+            self._started = time.perf_counter()
         self._mode = _APP
         self.deadline = self.loop.time() + state.first_wait
 
@@ -645,6 +644,8 @@ class HTTPConnection(asyncio.Protocol):
         waited = state.first_wait
         if handoff.cancel_unstarted(ClientGone("no thread in time")):
             # it stays in the pool's queue, to be skipped there
+            if state.access and self._call is not None:
+                self._log_access(self._call, "-", "503")
             self._forget_request()
             state.release()
             log.warning("no thread became free within queue_timeout=%ss: answered 503",
@@ -668,6 +669,8 @@ class HTTPConnection(asyncio.Protocol):
             log.error("%s %s: no response after request_timeout=%ss; answered 504, the "
                       "application thread is abandoned", request.method, request.path,
                       config.request_timeout)
+            if state.access and self._call is not None:
+                self._log_access(self._call, "-", "504")
             self._give_up(ClientGone("request timeout"), abandon=True)
             self.transport.write(http11.error_response(
                 504, "the application took too long", head_only=request.method == "HEAD"))
@@ -727,7 +730,6 @@ class HTTPConnection(asyncio.Protocol):
                             self._close()
                             return
                         write(item.data)
-                    self._sent += written + len(item.data)
                     if self._write_blocked() or transport.is_closing():
                         self._after_write(partial(self._response_done, item.keep_alive))
                     else:
@@ -743,7 +745,6 @@ class HTTPConnection(asyncio.Protocol):
                     self._start_task(self._abort_after_flush())
                     return
             if written:
-                self._sent += written
                 if self._write_blocked() or transport.is_closing():
                     self._after_write(partial(self._release, written))
                     return
@@ -842,10 +843,17 @@ class HTTPConnection(asyncio.Protocol):
         self._forget_request()
         state.release()
         if state.access:
-            duration = time.perf_counter() - self._started
-            accesslog.write(state.config.access_log_format, call.environ, call.status,
-                            self._sent, time.time() - duration, duration)
+            self._log_access(call, "+" if keep_alive and not state.shutting_down else "-")
         self._next_request(keep_alive)
+
+    def _log_access(self, call: WSGICall, ending: str, status: str | None = None) -> None:
+        """The access log line of ``call``: ``ending`` is '+' (kept alive), '-' (closed)
+        or 'X' (aborted); ``status`` one the server answered with instead of the app."""
+        duration = time.perf_counter() - self._started
+        accesslog.write(self.state.config.access_log_format, call.environ,
+                        status or call.sent_status, call.body_bytes,
+                        call.headers if call.head is not None and not status else None,
+                        time.time() - duration, duration, ending)
 
     def _next_request(self, keep_alive: bool) -> None:
         if not keep_alive or self.state.shutting_down:
@@ -959,6 +967,8 @@ class HTTPConnection(asyncio.Protocol):
     async def _abort_after_flush(self) -> Continuation:
         """Close without completing the response, after what was written has gone out
         (bounded by the send timeout)."""
+        if self.state.access and self._call is not None:
+            self._log_access(self._call, "X")
         self._forget_request()
         self.state.release()
         transport = self.transport
@@ -977,7 +987,8 @@ class HTTPConnection(asyncio.Protocol):
                 raise ClientGone("client closed the connection")
             self.transport.write(item.head)
             sent = await self._sendfile(item.file, item.offset, item.count)
-            self._sent += len(item.head) + sent
+            if self._call is not None:
+                self._call.body_bytes += sent
         finally:
             await self.loop.run_in_executor(self.state.executor, item.close)
         if sent < item.count:
@@ -1116,6 +1127,8 @@ class HTTPConnection(asyncio.Protocol):
 
     def _close(self, *, abort: bool = False) -> None:
         """Close the connection and let go of everything it holds; safe to repeat."""
+        if self._call is not None and self.state.access:
+            self._log_access(self._call, "X")  # a response cut short
         if self._handoff is not None:
             self._give_up(ClientGone("connection closed"))
         else:

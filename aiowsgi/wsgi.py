@@ -235,6 +235,7 @@ class WSGICall:
         "_file_handed",
         "_held",
         "app",
+        "body_bytes",
         "environ",
         "handoff",
         "head",
@@ -243,6 +244,7 @@ class WSGICall:
         "keep_alive",
         "method",
         "remaining",
+        "sent_status",
         "server",
         "status",
     )
@@ -262,6 +264,10 @@ class WSGICall:
         # self.headers is set by start_response, and read only once status is set
         self.head: ResponseHead | None = None
         self.remaining = 0
+        # for the access log: the status line the client gets once a head is framed,
+        # and the body bytes framed so far (a file's are counted as they are sent)
+        self.sent_status: str | None = None
+        self.body_bytes = 0
         self._file_handed = False
         self._body = environ.get("wsgi.input")
         self._held = b""
@@ -369,6 +375,7 @@ class WSGICall:
             server_header=self.server.server_header,
         )
         self.remaining = head.content_length or 0
+        self.sent_status = self.status
         return head
 
     def _frame(self, data: bytes) -> bytes:
@@ -377,6 +384,7 @@ class WSGICall:
         if not head.send_body:
             return b""
         if head.framing == CHUNKED:
+            self.body_bytes += len(data)
             return http11.chunk(data)
         if head.framing == LENGTH:
             if len(data) > self.remaining:
@@ -386,8 +394,10 @@ class WSGICall:
                 data = data[: max(self.remaining, 0)]
                 self.remaining = -1
                 head.keep_alive = False
+                self.body_bytes += len(data)
                 return data
             self.remaining -= len(data)
+        self.body_bytes += len(data)
         return data
 
     def _send(self, data: bytes) -> None:
@@ -427,6 +437,7 @@ class WSGICall:
             return Finish(head.data, head.keep_alive)
         if head.content_length == len(body):  # what _frame would do, without the call
             self.remaining = 0
+            self.body_bytes = len(body)
             return Finish(head.data + body, head.keep_alive)
         data = head.data + self._frame(body)
         if self.remaining > 0:
@@ -450,5 +461,7 @@ class WSGICall:
             detail = "".join(traceback.format_exception(exc)) if expose else ""
             data = http11.error_response(500, detail, keep_alive=self.keep_alive,
                                          head_only=self.method == "HEAD")
+            self.sent_status = "500 Internal Server Error"
+            self.body_bytes = len(data) - data.index(b"\r\n\r\n") - 4
             return Finish(data, self.keep_alive)
         return Abort()

@@ -49,7 +49,8 @@ async def test_one_line_per_request(start_server: StartServer,
     assert line.startswith('127.0.0.1 - - [')
     assert '"GET /path?x=1 HTTP/1.1" 201 ' in line
     assert '"http://ref/" "tester/1"' in line
-    duration = float(line.rsplit(" ", 1)[1])
+    assert line.endswith(" +")  # complete, and the connection kept open
+    duration = float(line.rsplit(" ", 2)[1])
     assert 0 < duration < 30
 
 
