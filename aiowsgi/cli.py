@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
+import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
-from .config import Config, ConfigError, option_choices, option_type
-from .server import configure_logging, run, with_systemd_sockets
+from .config import Config, ConfigError, choice_value, option_choices, option_type
+from .server import check_options, configure_logging, run, with_systemd_sockets
 from .supervisor import supervise, worker_command
 from .wsgi import WSGIApp
 
@@ -109,7 +111,8 @@ def _add_config_options(parser: argparse.ArgumentParser,
             continue
         choices = option_choices(f)
         group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,
-                           type=kind, choices=choices,
+                           type=functools.partial(choice_value, f) if choices else kind,
+                           choices=choices,
                            metavar=f"{{{','.join(choices)}}}" if choices else f.name.upper())
 
 
@@ -143,6 +146,9 @@ def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ValueError(f"{_env_name(f.name)}: expected true or false, got {text!r}")
             options[f.name] = lowered in _TRUE
             continue
+        if option_choices(f):
+            options[f.name] = choice_value(f, text)
+            continue
         try:
             options[f.name] = kind(text)
         except ValueError:
@@ -151,11 +157,30 @@ def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
     return options
 
 
+def _usage_error(message: str) -> NoReturn:
+    """A usage or configuration error: one line on stderr, exit status 2."""
+    print(f"aiowsgi serve: error: {_one_line(message)}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines())
+
+
+class _ServeParser(argparse.ArgumentParser):
+    """``serve``'s parser: a bad value is one line naming the option, not the usage of
+    fifty options followed by it."""
+
+    def error(self, message: str) -> NoReturn:
+        _usage_error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiowsgi", description="An asyncio HTTP/1.1 server for WSGI applications.")
     parser.add_argument("--version", action="version", version=f"aiowsgi {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_ServeParser)
     serve = commands.add_parser(
         "serve", help="serve a WSGI application",
         description="Serve a WSGI application until SIGINT or SIGTERM.")
@@ -178,37 +203,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None,
          environ: Mapping[str, str] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; the exit status.
+
+    A usage or configuration error (a bad option value, a file or directory an option
+    names that cannot be used, an option whose extra is not installed) exits with status
+    2 and one line naming the option; a failure to start (the application cannot be
+    imported, an address cannot be listened on) exits with status 1.
+    """
     environ = os.environ if environ is None else environ
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        _usage_error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         options = _env_options(environ)
     except ValueError as exc:
-        parser.exit(2, f"aiowsgi serve: error: {exc}\n")
+        _usage_error(str(exc))
     from_env = set(options)
     for f in dataclasses.fields(Config):
         value = getattr(args, f.name)
         if value is not None:
             options[f.name] = tuple(value) if isinstance(value, list) else value
             from_env.discard(f.name)
+
+    def option_error(exc: ConfigError) -> NoReturn:
+        _usage_error(f"argument {_option_message(exc, from_env)}")
+
     try:
         config = Config(**options)
     except ConfigError as exc:
-        parser.exit(2, f"aiowsgi serve: error: argument {_option_message(exc, from_env)}\n")
+        option_error(exc)
     spec = args.app or environ.get(ENV_PREFIX + "APP")
     if not spec:
-        parser.exit(2, f"aiowsgi serve: error: the application is missing: give APP or set "
-                       f"{ENV_PREFIX}APP\n")
+        _usage_error(f"the application is missing: give APP or set {ENV_PREFIX}APP")
     factory = args.factory if args.factory is not None else (
         environ.get(ENV_PREFIX + "FACTORY", "").strip().lower() in _TRUE)
     app_dir = args.app_dir if args.app_dir is not None else environ.get(ENV_PREFIX + "APP_DIR")
+    if app_dir is not None and not os.path.isdir(app_dir):
+        name = "--app-dir" if args.app_dir is not None else ENV_PREFIX + "APP_DIR"
+        _usage_error(f"argument {name}: {app_dir!r} is not a directory")
+    try:
+        _check_usable(config)
+    except ConfigError as exc:
+        option_error(exc)
     try:
         app = load_app(spec, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:
-        if config.log_level == "debug":
-            logging.basicConfig()
-            logging.getLogger("aiowsgi").debug("traceback", exc_info=exc.__cause__)
-        print(f"aiowsgi: error: {exc}", file=sys.stderr)
+        try:  # the logging run() would have set up: --log-level debug shows the traceback
+            configure_logging(config.log_level, config.log_config)
+        except ConfigError as config_exc:
+            option_error(config_exc)
+        if exc.__cause__ is not None:
+            logging.getLogger("aiowsgi.error").debug(
+                "the application failed to load:", exc_info=exc.__cause__)
+        print(f"aiowsgi: error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     try:
         if config.workers > 1 or config.reload:
@@ -219,9 +266,25 @@ def main(argv: Sequence[str] | None = None,
             return supervise(argv, config)
         run(app, config)
     except ConfigError as exc:
-        print(f"aiowsgi: error: {_option_message(exc)}", file=sys.stderr)
-        return 1
+        option_error(exc)
     except OSError as exc:
-        print(f"aiowsgi: error: {exc.strerror or exc}", file=sys.stderr)
+        print(f"aiowsgi: error: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)
         return 1
     return 0
+
+
+# options that need an extra: (the module it installs, the extra's name)
+_EXTRAS = {"reload": ("watchfiles", "reload"), "metrics_bind": ("prometheus_client", "metrics")}
+
+
+def _check_usable(config: Config) -> None:
+    """A ConfigError for an option that names something this process cannot use, found
+    before the application is imported, a socket bound or a worker started."""
+    check_options(config)  # the event loop, the TLS files
+    for option, (module, extra) in _EXTRAS.items():
+        if getattr(config, option) and importlib.util.find_spec(module) is None:
+            raise ConfigError(option, f"needs {module}: pip install 'aiowsgi[{extra}]'")
+    if config.reload:
+        for folder in config.reload_dir:
+            if not os.path.isdir(folder):
+                raise ConfigError("reload_dir", f"{folder!r} is not a directory")

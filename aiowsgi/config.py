@@ -42,10 +42,12 @@ def _opt(
     unit: str = "",
     minimum: float | None = None,
     maximum: float | None = None,
+    aliases: dict[str, str] | None = None,
 ) -> Any:
     return field(
         default=default,
-        metadata={"help": help, "group": group, "unit": unit, "min": minimum, "max": maximum},
+        metadata={"help": help, "group": group, "unit": unit, "min": minimum, "max": maximum,
+                  "aliases": aliases or {}},
     )
 
 
@@ -115,7 +117,8 @@ class Config:
     workers: int = _opt(1, "Server processes sharing the listening sockets, kept alive by a "
                         "supervisor (command line only).", group="runtime", minimum=1,
                         maximum=1024)
-    log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime")
+    log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime",
+                               aliases={"warn": "warning"})
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
                                group="runtime")
     expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
@@ -263,6 +266,13 @@ def option_type(f: dataclasses.Field[Any]) -> type:
 def option_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
     annotation = _annotation(f)
     return None if annotation is Binds else (get_args(annotation) or None)
+
+
+def choice_value(f: dataclasses.Field[Any], text: str) -> str:
+    """A choice option's value as written on the command line or in the environment: in any
+    case, or one of its aliases (``warn`` for the log level ``warning``)."""
+    value = text.strip().lower()
+    return f.metadata["aliases"].get(value, value)  # type: ignore[no-any-return]
 
 
 def _annotation(f: dataclasses.Field[Any]) -> Any:

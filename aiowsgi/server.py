@@ -8,7 +8,6 @@ owns the event loop and the SIGINT/SIGTERM handlers, and puts the old handlers b
 from __future__ import annotations
 
 import asyncio
-import configparser
 import contextlib
 import json
 import logging
@@ -377,9 +376,15 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.set_alpn_protocols(["http/1.1"])
+
+    def no_password() -> str:  # rather than OpenSSL's prompt on the terminal
+        raise ConfigError("ssl_keyfile_password", "the private key in "
+                          f"{config.ssl_keyfile or config.ssl_certfile!r} is encrypted: "
+                          "give its password")
+
     try:
         context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile or None,
-                                config.ssl_keyfile_password or None)
+                                config.ssl_keyfile_password or no_password)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError("ssl_certfile", f"cannot load {config.ssl_certfile!r}"
                           f"{' with ' + repr(config.ssl_keyfile) if config.ssl_keyfile else ''}"
@@ -392,6 +397,15 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
                               f"{exc}") from None
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def check_options(config: Config) -> None:
+    """Raise the ConfigError that run() would, for an option naming something this process
+    cannot use (an event loop that is not installed, a TLS file that cannot be loaded),
+    without starting anything: the command line checks before it imports the application
+    or starts workers."""
+    loop_factory(config.loop)
+    _tls_context(config)
 
 
 def with_systemd_sockets(config: Config) -> Config:
@@ -425,8 +439,7 @@ def configure_logging(level: str, log_config: str = "") -> None:
                     logging.config.dictConfig(json.load(file))
             else:
                 logging.config.fileConfig(log_config, disable_existing_loggers=False)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError,
-                configparser.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the file gets wrong, it names it
             raise ConfigError("log_config", f"cannot use {log_config!r}: "
                               f"{type(exc).__name__}: {exc}") from None
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import http.client
@@ -98,10 +99,35 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None,
+            without: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``aiowsgi *args``; the modules in ``without`` cannot be imported, as if they were not
+    installed (a None entry in sys.modules makes ``import`` raise ImportError)."""
+    command = [sys.executable, "-m", "aiowsgi"]
+    if without:
+        command = [sys.executable, "-c", f"import sys; sys.modules.update(dict.fromkeys("
+                   f"{without!r})); from aiowsgi.cli import main; sys.exit(main())"]
     return subprocess.run(
-        [sys.executable, "-m", "aiowsgi", *args], cwd=cwd, env=_env(),
+        [*command, *args], cwd=cwd, env={**_env(), **(env or {})},
         capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[str]:
+    """A port something else listens on: a server started by mistake fails to bind (and
+    exits 1) instead of serving forever."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield str(taken.getsockname()[1])
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The only line on stderr (there must be exactly one, and nothing on stdout)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"expected exactly one line on stderr, got:\n{result.stderr}"
+    assert result.stdout == ""
+    return lines[0]
 
 
 # -- version and help -----------------------------------------------------------------
@@ -180,23 +206,40 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
 )
 def test_app_load_failure(app_dir: Path, spec: str, expected: list[str],
                           unexpected: list[str]) -> None:
-    # The port is taken: were the app loaded by mistake, the server would fail to bind
-    # (and say so) instead of serving forever.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
+    with taken_port() as port:
         result = run_cli(app_dir, "serve", spec, "--port", port)
     assert result.returncode == 1, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"expected exactly one line on stderr, got:\n{result.stderr}"
-    line = lines[0]
+    line = one_line(result)
     assert line.startswith("aiowsgi: error: "), line
     for text in expected:
         assert text in line, f"{text!r} not in {line!r}"
     for text in unexpected:
         assert text not in line, f"{text!r} in {line!r}"
-    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("spec", "where"),
+    [("boom:app", 'boom.py", line 1'), ("bad_syntax:app", 'bad_syntax.py", line 1'),
+     ("exits:app", 'exits.py", line 2')],
+)
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--log-level", "debug"], {}), (["--log-level", "DEBUG"], {}),
+     ([], {"AIOWSGI_LOG_LEVEL": "Debug"})],
+    ids=["debug", "DEBUG", "AIOWSGI_LOG_LEVEL=Debug"],
+)
+def test_debug_log_level_shows_the_import_traceback(
+        app_dir: Path, spec: str, where: str, args: list[str], env: dict[str, str]) -> None:
+    with taken_port() as port:
+        result = run_cli(app_dir, "serve", spec, "--port", port, *args, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last):" in result.stderr
+    assert where in result.stderr  # the file and line that failed
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"aiowsgi: error: error while importing {spec.split(':')[0]!r}")
+    # At the default level the same failure is that last line alone.
+    with taken_port() as port:
+        assert one_line(run_cli(app_dir, "serve", spec, "--port", port)) == last
 
 
 # -- bad option values ----------------------------------------------------------------
@@ -213,15 +256,87 @@ def test_app_load_failure(app_dir: Path, spec: str, expected: list[str],
         (["--send-timeout", "nan"], "--send-timeout"),
         (["--threads", "1.5"], "--threads"),
         (["--log-level", "loud"], "--log-level"),
+        (["--log-level", "warning", "--loop", "UVLOOPS"], "--loop"),
+        (["--prot", "8000"], "--prot"),
+        (["--bind", "8000"], "--bind"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
 def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
-    result = run_cli(app_dir, "serve", "hello_app:app", *args)
+    with taken_port() as port:
+        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port, *args)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    last = result.stderr.strip().splitlines()[-1]
-    assert flag in last, result.stderr
-    assert "Traceback" not in result.stderr
+    line = one_line(result)  # not the usage of every option first
+    assert line.startswith("aiowsgi serve: error: "), line
+    assert flag in line, line
+
+
+# -- configuration errors: exit status 2, one line naming the option -------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "without", "name"),
+    [
+        pytest.param(["--log-config", "missing.json"], {}, (), "--log-config",
+                     id="log-config-missing"),
+        pytest.param(["--log-config", "bad_syntax.py"], {}, (), "--log-config",
+                     id="log-config-unreadable"),
+        pytest.param([], {"AIOWSGI_LOG_CONFIG": "missing.json"}, (), "AIOWSGI_LOG_CONFIG",
+                     id="AIOWSGI_LOG_CONFIG-missing"),
+        pytest.param(["--ssl-certfile", "missing.pem"], {}, (), "--ssl-certfile",
+                     id="ssl-certfile-missing"),
+        pytest.param(["--ssl-certfile", "hello_app.py"], {}, (), "--ssl-certfile",
+                     id="ssl-certfile-not-pem"),
+        pytest.param(["--workers", "2", "--ssl-certfile", "missing.pem"], {}, (),
+                     "--ssl-certfile", id="workers-ssl-certfile-missing"),
+        pytest.param(["--loop", "uvloop"], {}, ("uvloop",), "--loop", id="loop-uvloop-absent"),
+        pytest.param([], {"AIOWSGI_LOOP": "uvloop"}, ("uvloop",), "AIOWSGI_LOOP",
+                     id="AIOWSGI_LOOP-uvloop-absent"),
+        pytest.param(["--workers", "2", "--loop", "uvloop"], {}, ("uvloop",), "--loop",
+                     id="workers-loop-uvloop-absent"),
+        pytest.param(["--reload"], {}, ("watchfiles",), "--reload",
+                     id="reload-watchfiles-absent"),
+        pytest.param(["--reload", "--reload-dir", "missing"], {}, (), "--reload-dir",
+                     id="reload-dir-missing"),
+        pytest.param(["--metrics-bind", "127.0.0.1:0"], {}, ("prometheus_client",),
+                     "--metrics-bind", id="metrics-prometheus-client-absent"),
+        pytest.param(["--workers", "2", "--metrics-bind", "127.0.0.1:0"], {},
+                     ("prometheus_client",), "--metrics-bind",
+                     id="workers-metrics-prometheus-client-absent"),
+        pytest.param(["--app-dir", "missing"], {}, (), "--app-dir", id="app-dir-missing"),
+        pytest.param([], {"AIOWSGI_APP_DIR": "missing"}, (), "AIOWSGI_APP_DIR",
+                     id="AIOWSGI_APP_DIR-missing"),
+    ],
+)
+def test_configuration_error_exits_2(app_dir: Path, args: list[str], env: dict[str, str],
+                                     without: tuple[str, ...], name: str) -> None:
+    with taken_port() as port:
+        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port, *args, env=env,
+                         without=without)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    line = one_line(result)
+    assert line.startswith(f"aiowsgi serve: error: argument {name}: "), line
+
+
+def test_configuration_error_wins_over_an_app_that_cannot_load(app_dir: Path) -> None:
+    with taken_port() as port:
+        result = run_cli(app_dir, "serve", "boom:app", "--port", port,
+                         "--log-config", "missing.json")
+    assert result.returncode == 2, result.stderr
+    assert one_line(result).startswith("aiowsgi serve: error: argument --log-config: ")
+
+
+# -- failures to start: exit status 1 --------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_address_in_use_exits_1(app_dir: Path, workers: str) -> None:
+    with taken_port() as port:
+        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port,
+                         "--workers", workers)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result)
+    assert line.startswith(f"aiowsgi: error: cannot listen on 127.0.0.1:{port}: "), line
 
 
 # -- serving --------------------------------------------------------------------------

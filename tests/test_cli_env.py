@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from .http import RawClient
 
 
 @pytest.fixture
-def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Any, Config]]:
-    """What main() would serve, instead of serving it; apps are imported from tmp_path."""
+def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[tuple[Any, Config]]]:
+    """What main() would serve, instead of serving it; apps are imported from tmp_path.
+    The logging main() sets up when an app fails to load is undone afterwards."""
     calls: list[tuple[Any, Config]] = []
     monkeypatch.setattr(cli, "run", lambda app, config: calls.append((app, config)))
     monkeypatch.chdir(tmp_path)
@@ -37,7 +39,11 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Any, C
         def broken_factory():
             raise RuntimeError("no database")
     """))
-    return calls
+    logger = logging.getLogger("aiowsgi")
+    saved = (logger.level, list(logger.handlers))
+    yield calls
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
 
 
 def test_environment_variables_set_options(served: list[tuple[Any, Config]]) -> None:
@@ -79,6 +85,44 @@ def test_bad_environment_values_exit_2_naming_the_variable(
     assert not served
 
 
+@pytest.mark.parametrize(("text", "level"), [
+    ("debug", "debug"), ("DEBUG", "debug"), ("Warning", "warning"), ("warn", "warning"),
+    ("WARN", "warning"), ("Critical", "critical"),
+])
+def test_log_level_in_any_case_and_warn(served: list[tuple[Any, Config]], text: str,
+                                        level: str) -> None:
+    assert cli.main(["serve", "envapp:app", "--log-level", text], {}) == 0
+    assert cli.main(["serve", "envapp:app"], {"AIOWSGI_LOG_LEVEL": text}) == 0
+    assert [config.log_level for _, config in served] == [level, level]
+
+
+def test_choices_in_any_case(served: list[tuple[Any, Config]]) -> None:
+    assert cli.main(["serve", "envapp:app", "--loop", "AsyncIO"], {}) == 0
+    assert cli.main(["serve", "envapp:app"], {"AIOWSGI_LOOP": "ASYNCIO"}) == 0
+    assert [config.loop for _, config in served] == ["asyncio", "asyncio"]
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"AIOWSGI_APP_DIR": "/nonexistent/aiowsgi"},
+     "argument AIOWSGI_APP_DIR: '/nonexistent/aiowsgi' is not a directory"),
+    ({"AIOWSGI_RELOAD": "true", "AIOWSGI_RELOAD_DIR": ".,/nonexistent/aiowsgi"},
+     "argument AIOWSGI_RELOAD_DIR: '/nonexistent/aiowsgi' is not a directory"),
+    ({"AIOWSGI_LOG_CONFIG": "/nonexistent/aiowsgi.json"},
+     "argument AIOWSGI_LOG_CONFIG: cannot use '/nonexistent/aiowsgi.json'"),
+    ({"AIOWSGI_SSL_CERTFILE": "/nonexistent/aiowsgi.pem"},
+     "argument AIOWSGI_SSL_CERTFILE: cannot load '/nonexistent/aiowsgi.pem'"),
+])
+def test_unusable_files_from_the_environment_exit_2_naming_the_variable(
+        served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
+        env: dict[str, str], message: str) -> None:
+    # An application that fails to load: the option is still what is reported.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "envapp:broken_factory", "--factory"], env)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"aiowsgi serve: error: {message}"), err
+
+
 def test_factory(served: list[tuple[Any, Config]]) -> None:
     assert cli.main(["serve", "envapp:make_app", "--factory"], {}) == 0
     assert served[0][0].__name__ == "app"
@@ -108,8 +152,11 @@ def test_app_dir(served: list[tuple[Any, Config]], tmp_path: Path,
     monkeypatch.chdir("/")
     assert cli.main(["serve", "subapp:app", "--app-dir", str(tmp_path / "sub")], {}) == 0
     assert served[0][0].__module__ == "subapp"
-    assert cli.main(["serve", "subapp:app", "--app-dir", str(tmp_path / "nope")], {}) == 1
-    assert "is not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "subapp:app", "--app-dir", str(tmp_path / "nope")], {})
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (f"aiowsgi serve: error: argument --app-dir: "
+                                       f"{str(tmp_path / 'nope')!r} is not a directory\n")
 
 
 def paths(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

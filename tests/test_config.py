@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from aiowsgi.cli import _GROUPS
-from aiowsgi.config import Config, ConfigError, option_choices, option_names, option_type
+from aiowsgi.config import (
+    Config,
+    ConfigError,
+    choice_value,
+    option_choices,
+    option_names,
+    option_type,
+)
 
 FIELDS = dataclasses.fields(Config)
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
@@ -170,6 +177,29 @@ def test_choice_not_in_list_is_rejected(f: dataclasses.Field[Any]) -> None:
 def test_every_choice_is_accepted(f: dataclasses.Field[Any]) -> None:
     for choice in option_choices(f) or ():
         assert getattr(Config(**{f.name: choice}), f.name) == choice
+
+
+@pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
+def test_choices_are_read_in_any_case(f: dataclasses.Field[Any]) -> None:
+    # The command line and the environment read them so; Config itself takes them exact.
+    for choice in option_choices(f) or ():
+        for text in (choice, choice.upper(), choice.title(), f" {choice} "):
+            assert choice_value(f, text) == choice
+    assert choice_value(f, "nope") == "nope"  # left for Config to refuse
+
+
+@pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
+def test_aliases_name_choices(f: dataclasses.Field[Any]) -> None:
+    for alias, choice in f.metadata["aliases"].items():
+        assert alias not in (option_choices(f) or ())
+        assert choice in (option_choices(f) or ())
+        assert choice_value(f, alias.upper()) == choice
+
+
+def test_warn_is_the_log_level_warning() -> None:
+    f = FIELDS_BY_NAME["log_level"]
+    assert choice_value(f, "warn") == choice_value(f, "Warn") == "warning"
+    assert choice_value(FIELDS_BY_NAME["loop"], "warn") == "warn"  # only log_level's
 
 
 def test_empty_host_is_rejected() -> None:

@@ -113,11 +113,28 @@ def test_log_config_json_and_ini(tmp_path: Path, clean_logging: None) -> None:
     assert logging.getLogger("aiowsgi").level == logging.ERROR
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"version": 99}'])
-def test_bad_log_config_names_the_option(tmp_path: Path, content: str | None,
+INI_HEAD = "[loggers]\nkeys=root\n[logger_root]\nhandlers=h\n[formatters]\nkeys=\n"
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("log.json", None), ("log.json", "{not json"), ("log.json", '{"version": 99}'),
+    ("log.json", '{"version": 1, "handlers": {"h": {"class": "nosuchmodule.Handler"}}}'),
+    ("log.ini", None), ("log.ini", ""), ("log.ini", "def broken(:\n"),
+    ("log.ini", "[loggers]\nkeys=root\n"),
+    ("log.ini", INI_HEAD + "[handlers]\nkeys=h\n[handler_h]\nclass=nosuchmodule.Handler\n"
+                           "args=()\n"),
+    ("log.ini", INI_HEAD + "[handlers]\nkeys=h\n[handler_h]\nclass=StreamHandler\n"
+                           "args=(no_such_name,)\n"),
+    ("log.ini", INI_HEAD + "[handlers]\nkeys=h\n[handler_h]\nclass=StreamHandler\n"
+                           "args=(((\n"),
+], ids=["json-missing", "json-syntax", "json-version", "json-no-class", "ini-missing",
+        "ini-empty", "ini-syntax", "ini-no-section", "ini-no-class", "ini-args-name",
+        "ini-args-syntax"])
+def test_bad_log_config_names_the_option(tmp_path: Path, name: str, content: str | None,
                                          clean_logging: None) -> None:
-    path = tmp_path / "log.json"
+    path = tmp_path / name
     if content is not None:
         path.write_text(content)
-    with pytest.raises(ConfigError, match=r"^log_config: cannot use "):
+    with pytest.raises(ConfigError, match=r"^log_config: cannot use ") as info:
         configure_logging("info", str(path))
+    assert info.value.option == "log_config"

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,7 @@ import trustme
 from aiowsgi import ConfigError, Server
 
 from .http import read_response
+from .process import ROOT, SAFETY
 
 
 def scheme(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -90,12 +95,77 @@ async def test_bad_tls_files_are_config_errors(server_files: tuple[str, str],
         Server(scheme, ssl_keyfile="key.pem")
 
 
+@pytest.fixture(scope="module")
+def encrypted_key(ca: trustme.CA, server_files: tuple[str, str],
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The server's private key, encrypted with the password 'secret'."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(Path(server_files[1]).read_bytes(), None)
+    path = tmp_path_factory.mktemp("encrypted") / "key.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"secret")))
+    return str(path)
+
+
+async def test_encrypted_key(ca: trustme.CA, server_files: tuple[str, str],
+                             encrypted_key: str) -> None:
+    certfile, _ = server_files
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    async with Server(scheme, port=0, ssl_certfile=certfile, ssl_keyfile=encrypted_key,
+                      ssl_keyfile_password="secret") as server:
+        assert await fetch(server, client) == b"https"
+    # Without its password: an error naming the option, not OpenSSL asking on the terminal.
+    with pytest.raises(ConfigError, match=r"^ssl_keyfile_password: the private key in "
+                                          r".* is encrypted: give its password$"):
+        async with Server(scheme, port=0, ssl_certfile=certfile, ssl_keyfile=encrypted_key):
+            pass
+
+
+def _run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``aiowsgi serve`` of an app that loads, on a port something else holds: a server
+    started by mistake fails to bind (exit status 1) rather than serving forever."""
+    (tmp_path / "tlsapp.py").write_text("def app(environ, start_response):\n"
+                                        "    return []\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        return subprocess.run(
+            [sys.executable, "-m", "aiowsgi", "serve", "tlsapp:app", "--app-dir",
+             str(tmp_path), "--port", str(taken.getsockname()[1]), *args],
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=SAFETY, check=False)
+
+
+@pytest.mark.parametrize(("option", "args"), [
+    ("--ssl-keyfile-password", ["--ssl-keyfile", "{encrypted}"]),
+    ("--ssl-certfile", ["--ssl-keyfile", "{encrypted}", "--ssl-keyfile-password", "wrong"]),
+    ("--ssl-certfile", []),  # no key anywhere
+    ("--ssl-ca-certs", ["--ssl-keyfile", "{key}", "--ssl-ca-certs", "{missing}"]),
+    ("--ssl-ca-certs", ["--ssl-keyfile", "{key}", "--ssl-ca-certs", "{key}"]),  # not a CA
+])
+def test_unusable_tls_files_exit_2_naming_the_option(
+        server_files: tuple[str, str], encrypted_key: str, tmp_path: Path, option: str,
+        args: list[str]) -> None:
+    certfile, keyfile = server_files
+    names = {"encrypted": encrypted_key, "key": keyfile,
+             "missing": str(tmp_path / "missing.pem")}
+    result = _run_cli(tmp_path, "--ssl-certfile", certfile,
+                      *(arg.format(**names) for arg in args))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"aiowsgi serve: error: argument {option}: "), (
+        result.stderr)
+    assert result.stderr.count("\n") == 1, result.stderr
+
+
 def test_https_through_the_command_line(ca: trustme.CA, server_files: tuple[str, str],
                                         tmp_path: Path) -> None:
     import signal
     import urllib.request
 
-    from .process import SAFETY, ServeProcess
+    from .process import ServeProcess
 
     certfile, keyfile = server_files
     (tmp_path / "tlsapp.py").write_text(
