@@ -1,15 +1,22 @@
 """``--workers N``: N server processes sharing the listening sockets, kept alive.
 
-The supervisor binds every socket itself, then starts each worker as a fresh
-``python -m aiowsgi serve`` process that inherits them (``fd://N``) and gets its
-options through ``AIOWSGI_*`` variables; no event loop, thread or application exists in
-the supervisor, so nothing is forked in an odd state.  Because the sockets stay open in
-the supervisor, a connection that arrives while workers come and go waits in the listen
-queue instead of being refused.
+The supervisor binds every socket itself, then starts each worker as a fresh Python
+process running ``aiowsgi serve`` (:func:`worker_main`) that inherits them (``fd://N``)
+and gets its options through ``AIOWSGI_*`` variables; no event loop, thread or
+application exists in the supervisor, so nothing is forked in an odd state.  Because the
+sockets stay open in the supervisor, a connection that arrives while workers come and go
+waits in the listen queue instead of being refused.
 
 Signals: SIGTERM/SIGINT drain every worker (a second one closes everything at once);
 SIGHUP replaces the workers one by one, each new one serving before its old one stops.
 A worker that dies is restarted; one that keeps dying at start stops the supervisor.
+
+A stop signal may reach the whole process group (a terminal's Ctrl-C, an orchestrator) at
+any moment, workers still starting included.  A worker ignores SIGINT from its first
+instruction on, the supervisor decides; SIGTERM kills a worker that has no handlers yet
+(it is starting Python or importing the application) and drains one that has.  The
+supervisor stops waiting for a worker to start as soon as it is asked to stop, stops that
+worker too, and exits 0: a worker that ends while the supervisor stops is no failure.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import metrics
@@ -96,6 +104,7 @@ class Supervisor:
             sock.set_inheritable(True)
         self.env = {**environ, **_option_env(config, self.sockets)}
         self.workers: list[Worker] = []
+        self.starting: Worker | None = None  # spawned, not serving yet
         self.stopping = 0  # signals received that ask to stop
         self.reload = False
         self.crashes = 0
@@ -124,7 +133,8 @@ class Supervisor:
             env[metrics.STATS_FD_ENV] = str(theirs.fileno())
             fds.append(theirs.fileno())
         try:
-            proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
+            with _sigint_blocked():  # until worker_main ignores it: see there
+                proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
         except BaseException:
             for sock in (ours, theirs):
                 if sock is not None:
@@ -134,22 +144,39 @@ class Supervisor:
             os.close(ready_w)
         if theirs is not None:
             theirs.close()
-        worker = Worker(proc, time.monotonic(),
-                        metrics.WorkerChannel(ours) if ours is not None else None)
+        worker = self.starting = Worker(
+            proc, time.monotonic(), metrics.WorkerChannel(ours) if ours is not None else None)
         try:
-            ready, _, _ = select.select([ready_r], [], [], _START_TIMEOUT)
-            ok = bool(ready) and os.read(ready_r, 1) == b"1"
+            if self._serves(ready_r):
+                worker.started = time.monotonic()
+                return worker
+            # It exited, timed out, or the supervisor was asked to stop.  Calling poll()
+            # runs the handler of a stop signal that is still pending: one sent to the
+            # whole group reached the supervisor before it ended the worker.
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM if self.stopping else signal.SIGKILL)
+            proc.wait()  # a second stop signal sends SIGQUIT
+            worker.close()
+            if not self.stopping:
+                log.error("worker %d did not start serving", proc.pid)
+            return None
         finally:
             os.close(ready_r)
-        if not ok:
-            log.error("worker %d did not start serving", proc.pid)
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            worker.close()
-            return None
-        worker.started = time.monotonic()
-        return worker
+            self.starting = None
+
+    def _serves(self, ready_r: int) -> bool:
+        """Wait until a new worker reports that it serves; False if it ends first, or takes
+        longer than _START_TIMEOUT, or the supervisor is asked to stop meanwhile."""
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not self.stopping:
+            ready, _, _ = select.select([ready_r, self._wake_r], [], [],
+                                        max(0.0, deadline - time.monotonic()))
+            if ready_r in ready:
+                return os.read(ready_r, 1) == b"1"
+            if not ready:
+                return False
+            self._drain_wakeups()  # a signal: its handler has run once this returns
+        return False
 
     def samples(self) -> metrics.Samples:
         """Every serving worker's counters, labelled with its slot, for --metrics-bind."""
@@ -189,14 +216,17 @@ class Supervisor:
                 stop_metrics = metrics.start(self.config.metrics_bind, self.samples)
                 log.info("metrics of every worker at http://%s/metrics",
                          self.config.metrics_bind)
-            for _ in range(self.config.workers):
+            while len(self.workers) < self.config.workers and not self.stopping:
                 worker = self.spawn()
                 if worker is None:
+                    if self.stopping:
+                        break
                     self._stop(signal.SIGTERM)
                     return 1
                 self.workers.append(worker)
-            log.info("aiowsgi supervisor (pid %d) serving %s with %d workers", os.getpid(),
-                     ", ".join(self.urls()), len(self.workers))
+            if not self.stopping:
+                log.info("aiowsgi supervisor (pid %d) serving %s with %d workers", os.getpid(),
+                         ", ".join(self.urls()), len(self.workers))
             while not self.stopping:
                 select.select([self._wake_r], [], [], 1.0)
                 self._drain_wakeups()
@@ -229,8 +259,8 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             if self.stopping:  # a second one: the workers close everything at once
-                for worker in self.workers:
-                    if worker.proc.poll() is None:
+                for worker in [*self.workers, self.starting]:
+                    if worker is not None and worker.proc.poll() is None:
                         worker.proc.send_signal(signal.SIGQUIT)
             self.stopping = self.stopping or signum
         elif signum == signal.SIGHUP:
@@ -246,7 +276,7 @@ class Supervisor:
     def _reap_and_restart(self) -> bool:
         for index, worker in enumerate(self.workers):
             code = worker.proc.poll()
-            if code is None:
+            if code is None or self.stopping:  # _stop waits for what is left
                 continue
             lived = time.monotonic() - worker.started
             (log.info if code == 0 else log.warning)(
@@ -259,7 +289,7 @@ class Supervisor:
             worker.close()
             new = self.spawn()
             if new is None:
-                return False
+                return bool(self.stopping)  # a start cut short by a stop is no failure
             self.workers[index] = new
             self.restarts += 1
         return True
@@ -269,7 +299,8 @@ class Supervisor:
         for index, old in enumerate(list(self.workers)):
             new = self.spawn()
             if new is None:
-                log.error("a new worker failed to start; keeping the old ones")
+                if not self.stopping:
+                    log.error("a new worker failed to start; keeping the old ones")
                 return
             self.workers[index] = new
             old.proc.send_signal(signal.SIGTERM)
@@ -308,5 +339,33 @@ def signal_ready() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back in this thread, and so in a process started meanwhile."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def worker_main() -> None:
+    """A worker: ``aiowsgi serve`` that ignores SIGINT, since the supervisor decides.
+
+    Until the server installs its handlers, Python would turn a SIGINT into a
+    KeyboardInterrupt: a traceback, and a worker that did not start.  So the worker
+    starts with SIGINT blocked (see ``Supervisor.spawn``), and ignores it here first
+    thing, which discards one already sent; ignored rather than blocked, it does not stay
+    blocked in the threads and processes the application starts.  SIGTERM keeps its
+    default until then: it ends the worker quietly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    from .cli import main
+
+    sys.exit(main())
+
+
 def worker_command(app: str) -> list[str]:
-    return [sys.executable, "-m", "aiowsgi", "serve", app]
+    return [sys.executable, "-c", "from aiowsgi.supervisor import worker_main; worker_main()",
+            "serve", app]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,20 +38,24 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
 class ServeProcess:
     """``python -m aiowsgi serve *args``; its stderr lines collect in ``lines``.
 
-    ``port`` is read from the first line that contains ``ready`` (the startup line).
+    ``port`` is read from the first line that contains ``ready`` (the startup line); with
+    ``ready=None`` nothing is awaited (a test of the start itself).
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
-                 ready: str = "serving", new_session: bool = False) -> None:
+                 ready: str | None = "serving", new_session: bool = False) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiowsgi", "serve", *args],
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
             stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+        self._new_session = new_session
         self.lines: list[str] = []
         self.address = ""  # the first place it listens: http(s)://127.0.0.1:PORT or unix:PATH
         self.port = 0
         self._ended = threading.Event()
         threading.Thread(target=self._collect, daemon=True).start()
+        if ready is None:
+            return
         try:
             wait_for(lambda: self._started(ready) or self._ended.is_set(), "the server to start")
             assert self.port, "the server did not start: " + "".join(self.lines)
@@ -76,6 +81,11 @@ class ServeProcess:
             pass
         self._ended.set()
 
+    def output(self) -> list[str]:
+        """Every line it wrote, once no process holds its stderr any more."""
+        wait_for(self._ended.is_set, "the end of its output")
+        return list(self.lines)
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -93,5 +103,8 @@ class ServeProcess:
             except (PermissionError, ProcessLookupError):
                 self.proc.kill()
             self.proc.wait()
+        elif self._new_session:  # workers left behind would hold stderr open
+            with contextlib.suppress(PermissionError, ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.stderr is not None:
             self.proc.stderr.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,3 +185,102 @@ def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
         client.join(SAFETY)
         assert result == [b"finished"]
         assert srv.wait() == 0
+
+
+# An app whose import, in a worker only (the supervisor's own check imports it at once),
+# announces itself with gate/importing-PID and waits for gate/release-PID or gate/all.
+GATED_APP = """
+import os, time
+
+if os.environ.get("AIOWSGI_SUPERVISED") == "1":
+    gate, pid = os.environ["GATE"], os.getpid()
+    open(os.path.join(gate, f"importing-{pid}"), "w").close()
+    deadline = time.monotonic() + 60  # a safety net only: the test releases it or kills it
+    while not any(os.path.exists(os.path.join(gate, name)) for name in (f"release-{pid}", "all")):
+        assert time.monotonic() < deadline, "never released"
+        time.sleep(0.01)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+ERROR_LINE = re.compile(r"\[(WARNING|ERROR|CRITICAL)\]|Traceback|KeyboardInterrupt|error|"
+                        r"did not start serving", re.IGNORECASE)
+
+
+def importing(gate: Path) -> list[int]:
+    """The workers whose import of the app has begun."""
+    return [int(entry.name.split("-")[1]) for entry in gate.glob("importing-*")]
+
+
+def gated_server(tmp_path: Path, *, released: bool) -> tuple[ServeProcess, Path]:
+    (tmp_path / "gatedapp.py").write_text(GATED_APP)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    if released:
+        (gate / "all").touch()
+    srv = ServeProcess("gatedapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                       "2", "--no-access-log", ready=None, new_session=True,
+                       env={"GATE": str(gate)})
+    return srv, gate
+
+
+# When the signal comes, and whether the workers may import the app at once.
+MOMENTS = {
+    # the first worker exists: the signal finds it starting Python, before its handlers
+    "first-worker-spawned": False,
+    # the same, but nothing holds the worker back: the signal lands somewhere in its start
+    "first-worker-starting": True,
+    "first-worker-importing": False,
+    "second-worker-importing": False,  # the first one serves
+    "both-serving": True,
+}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_stop_signal_to_the_group_at_any_moment_of_the_start_is_no_failure(
+        tmp_path: Path, moment: str, signum: signal.Signals) -> None:
+    """An orchestrator may stop the pod at once: supervisor and workers all get the signal,
+    whatever each of them is doing, and the stop is clean."""
+    srv, gate = gated_server(tmp_path, released=MOMENTS[moment])
+    with srv:
+        if moment in ("first-worker-spawned", "first-worker-starting"):
+            wait_for(lambda: children(srv.proc.pid), "the first worker")
+        elif moment == "first-worker-importing":
+            wait_for(lambda: importing(gate), "the first worker to import the app")
+        elif moment == "second-worker-importing":
+            wait_for(lambda: importing(gate), "the first worker to import the app")
+            (gate / f"release-{importing(gate)[0]}").touch()
+            wait_for(lambda: len(importing(gate)) == 2, "the second worker to import the app")
+        else:
+            wait_for(lambda: any("supervisor" in line for line in srv.lines),
+                     "both workers to serve")
+        os.killpg(srv.proc.pid, signum)  # the supervisor and every worker
+        code = srv.wait()
+        lines = srv.output()  # once every worker has gone too
+        assert (code, [line for line in lines if ERROR_LINE.search(line)]) == (0, []), \
+            "".join(lines)
+
+
+FAILING_APP = """
+import os
+
+if os.environ.get("AIOWSGI_SUPERVISED") == "1":
+    raise RuntimeError("only in a worker")
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]
+"""
+
+
+def test_a_worker_that_cannot_load_the_app_stops_the_supervisor_with_1(tmp_path: Path) -> None:
+    (tmp_path / "failingapp.py").write_text(FAILING_APP)
+    with ServeProcess("failingapp:app", "--app-dir", str(tmp_path), "--port", "0",
+                      "--workers", "2", ready=None, new_session=True) as srv:
+        assert srv.wait() == 1
+        text = "".join(srv.output())
+    assert "error while importing 'failingapp': RuntimeError: only in a worker" in text
+    assert "did not start serving" in text
