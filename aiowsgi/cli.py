@@ -8,14 +8,17 @@ line wins), imports the application and calls :func:`~aiowsgi.run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import importlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
@@ -245,6 +248,48 @@ def main(argv: Sequence[str] | None = None,
         _check_usable(config)
     except ConfigError as exc:
         option_error(exc)
+    with _stoppable_start():
+        try:
+            return _load_and_serve(spec, factory, app_dir, config, option_error)
+        except _StoppedBeforeServing as stopped:
+            logging.getLogger("aiowsgi.error").info(
+                "%s before serving: stopped", signal.Signals(stopped.args[0]).name)
+            return 0
+
+
+class _StoppedBeforeServing(BaseException):
+    """SIGTERM or SIGINT arrived while the application was imported or the server was
+    starting, before the server's own handlers were installed."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _StoppedBeforeServing(signum)
+
+
+@contextlib.contextmanager
+def _stoppable_start() -> Iterator[None]:
+    """A stop signal during start-up (a slow import, an orchestrator that stops a pod right
+    after starting it) ends the command quietly with status 0, as one during serving does.
+
+    The handlers stay in place until ``run()`` or the supervisor install their own (and
+    put these back when they are done), so no moment of the start is left without one;
+    SIGINT stays ignored where it is (a ``--workers`` worker, whose supervisor decides)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _raise_stopped)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Config,
+                    option_error: Any) -> int:
     try:
         app = load_app(spec, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:

@@ -192,9 +192,10 @@ def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
 GATED_APP = """
 import os, time
 
-if os.environ.get("AIOWSGI_SUPERVISED") == "1":
+worker = os.environ.get("AIOWSGI_SUPERVISED") == "1"
+if worker or os.environ.get("GATE_MAIN"):  # the supervisor's (or lone server's) import too
     gate, pid = os.environ["GATE"], os.getpid()
-    open(os.path.join(gate, f"importing-{pid}"), "w").close()
+    open(os.path.join(gate, f"{'' if worker else 'main-'}importing-{pid}"), "w").close()
     deadline = time.monotonic() + 60  # a safety net only: the test releases it or kills it
     while not any(os.path.exists(os.path.join(gate, name)) for name in (f"release-{pid}", "all")):
         assert time.monotonic() < deadline, "never released"
@@ -214,20 +215,23 @@ def importing(gate: Path) -> list[int]:
     return [int(entry.name.split("-")[1]) for entry in gate.glob("importing-*")]
 
 
-def gated_server(tmp_path: Path, *, released: bool) -> tuple[ServeProcess, Path]:
+def gated_server(tmp_path: Path, *, released: bool, gate_main: bool = False,
+                 workers: int = 2) -> tuple[ServeProcess, Path]:
     (tmp_path / "gatedapp.py").write_text(GATED_APP)
     gate = tmp_path / "gate"
     gate.mkdir()
     if released:
         (gate / "all").touch()
+    env = {"GATE": str(gate), **({"GATE_MAIN": "1"} if gate_main else {})}
     srv = ServeProcess("gatedapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                       "2", "--no-access-log", ready=None, new_session=True,
-                       env={"GATE": str(gate)})
+                       str(workers), "--no-access-log", ready=None, new_session=True, env=env)
     return srv, gate
 
 
 # When the signal comes, and whether the workers may import the app at once.
 MOMENTS = {
+    # the supervisor itself imports the app (before it binds and starts any worker)
+    "supervisor-importing": False,
     # the first worker exists: the signal finds it starting Python, before its handlers
     "first-worker-spawned": False,
     # the same, but nothing holds the worker back: the signal lands somewhere in its start
@@ -244,9 +248,12 @@ def test_a_stop_signal_to_the_group_at_any_moment_of_the_start_is_no_failure(
         tmp_path: Path, moment: str, signum: signal.Signals) -> None:
     """An orchestrator may stop the pod at once: supervisor and workers all get the signal,
     whatever each of them is doing, and the stop is clean."""
-    srv, gate = gated_server(tmp_path, released=MOMENTS[moment])
+    srv, gate = gated_server(tmp_path, released=MOMENTS[moment],
+                             gate_main=moment == "supervisor-importing")
     with srv:
-        if moment in ("first-worker-spawned", "first-worker-starting"):
+        if moment == "supervisor-importing":
+            wait_for(lambda: list(gate.glob("main-importing-*")), "the supervisor's import")
+        elif moment in ("first-worker-spawned", "first-worker-starting"):
             wait_for(lambda: children(srv.proc.pid), "the first worker")
         elif moment == "first-worker-importing":
             wait_for(lambda: importing(gate), "the first worker to import the app")
@@ -260,6 +267,21 @@ def test_a_stop_signal_to_the_group_at_any_moment_of_the_start_is_no_failure(
         os.killpg(srv.proc.pid, signum)  # the supervisor and every worker
         code = srv.wait()
         lines = srv.output()  # once every worker has gone too
+        assert (code, [line for line in lines if ERROR_LINE.search(line)]) == (0, []), \
+            "".join(lines)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_signal_while_a_lone_server_imports_is_no_failure(
+        tmp_path: Path, signum: signal.Signals) -> None:
+    """Without --workers too: a slow import stopped by the terminal or the orchestrator
+    exits 0 without a traceback."""
+    srv, gate = gated_server(tmp_path, released=False, gate_main=True, workers=1)
+    with srv:
+        wait_for(lambda: list(gate.glob("main-importing-*")), "the server's import")
+        os.killpg(srv.proc.pid, signum)
+        code = srv.wait()
+        lines = srv.output()
         assert (code, [line for line in lines if ERROR_LINE.search(line)]) == (0, []), \
             "".join(lines)
 
