@@ -37,7 +37,7 @@ from typing import Any
 
 from . import metrics
 from .config import Config, ConfigError
-from .sockets import bind_sockets
+from .sockets import bind_sockets, remove_socket_files, socket_files
 
 log = logging.getLogger("aiowsgi.error")
 
@@ -100,6 +100,7 @@ class Supervisor:
         self.argv = argv  # the worker command, without options
         self.config = config
         self.sockets = bind_sockets(config)
+        self.socket_files = socket_files(config)  # removed when the supervisor exits
         for sock in self.sockets:
             sock.set_inheritable(True)
         self.env = {**environ, **_option_env(config, self.sockets)}
@@ -253,6 +254,7 @@ class Supervisor:
                 self._watch_stop.set()
             for sock in self.sockets:
                 sock.close()
+            remove_socket_files(self.socket_files)
             os.close(self._wake_r)
             os.close(self._wake_w)
 

@@ -254,3 +254,37 @@ def test_unix_socket_through_the_command_line(tmp_path: Path) -> None:
         assert asyncio.run(fetch()) == b"over a unix socket"
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
+    assert not path.exists()  # the server bound it, and removed it
+
+
+def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
+    """The supervisor binds the socket; workers inherit it.  A worker that stops (here:
+    every one, replaced on SIGHUP) leaves the file alone, on every Python; the supervisor
+    removes it when it exits."""
+    from .process import PID_APP, ServeProcess, wait_for
+
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    path = tmp_path / "app.sock"
+
+    def pid() -> int:
+        async def fetch() -> bytes:
+            return await get(await asyncio.open_unix_connection(str(path)))
+
+        return int(asyncio.run(fetch()))
+
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--uds", str(path),
+                      "--workers", "2", "--no-access-log", ready="supervisor") as srv:
+        def workers() -> set[int]:
+            children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")
+            return {int(p) for p in children.read_text().split()}
+
+        before = workers()
+        assert pid() in before
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: len(workers()) == 2 and not workers() & before,
+                 "every worker replaced, the old ones gone")
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        assert pid() not in before
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
+    assert not path.exists()
