@@ -1005,6 +1005,8 @@ class HTTPConnection(asyncio.Protocol):
         sent = 0
         try:
             while sent < count:  # in pieces: the send timeout is for progress, not the whole
+                if self.transport.is_closing():  # else loop.sendfile raises RuntimeError
+                    raise ClientGone("client closed the connection")
                 n = await self._within(self.loop.sendfile(
                     self.transport, file, offset + sent, min(count - sent, _SENDFILE_PIECE),
                     fallback=False), timeout)
