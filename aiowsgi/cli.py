@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from . import __version__
@@ -289,7 +289,8 @@ def _stoppable_start() -> Iterator[None]:
 
 
 def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Config,
-                    option_error: Any) -> int:
+                    option_error: Callable[[ConfigError], NoReturn]) -> int:
+    """Import the application and serve it (or supervise its workers); the exit status."""
     try:
         app = load_app(spec, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:
