@@ -23,7 +23,14 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, choice_value, option_choices, option_type
-from .server import check_options, configure_logging, run, with_systemd_sockets
+from .server import (
+    StopSignal,
+    check_options,
+    configure_logging,
+    restore_signal_handler,
+    run,
+    with_systemd_sockets,
+)
 from .supervisor import supervise, worker_command
 from .wsgi import WSGIApp
 
@@ -251,19 +258,13 @@ def main(argv: Sequence[str] | None = None,
     with _stoppable_start():
         try:
             return _load_and_serve(spec, factory, app_dir, config, option_error)
-        except _StoppedBeforeServing as stopped:
-            logging.getLogger("aiowsgi.error").info(
-                "%s before serving: stopped", signal.Signals(stopped.args[0]).name)
+        except StopSignal as stopped:  # while starting, or at the very end of a stop
+            logging.getLogger("aiowsgi.error").debug(
+                "%s outside the server's own handlers: stopped",
+                signal.Signals(stopped.args[0]).name)
             return 0
 
 
-class _StoppedBeforeServing(BaseException):
-    """SIGTERM or SIGINT arrived while the application was imported or the server was
-    starting, before the server's own handlers were installed."""
-
-
-def _raise_stopped(signum: int, frame: object) -> None:
-    raise _StoppedBeforeServing(signum)
 
 
 @contextlib.contextmanager
@@ -277,15 +278,23 @@ def _stoppable_start() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopping = False
+
+    def raise_stopped(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if not stopping:  # one is enough: a second (a supervisor's, after the group's)
+            stopping = True  # must not interrupt the stop itself
+            raise StopSignal(signum)
+
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, _raise_stopped)
+            previous[signum] = signal.signal(signum, raise_stopped)
     try:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            restore_signal_handler(signum, handler)
 
 
 def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Config,

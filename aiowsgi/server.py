@@ -537,7 +537,29 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             stop_answering()
         for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
+            restore_signal_handler(signum, handler)
+
+
+def restore_signal_handler(signum: int, handler: Any) -> None:
+    """Put ``handler`` back for ``signum`` at the end of a stop.
+
+    A stop signal that arrives while a handler is being swapped (a second SIGTERM, sent by
+    the supervisor to a worker that got the group's own) is reported by ``signal.signal``
+    itself: OSError "ignored due to race condition" when no Python handler was in place,
+    or whatever the pending handler raises.  The stop is under way already, so it is
+    dropped, and the handler is put back all the same."""
+    for _ in range(3):
+        try:
             signal.signal(signum, handler)
+            return
+        except (OSError, KeyboardInterrupt, StopSignal):
+            pass
+    signal.signal(signum, handler)
+
+
+class StopSignal(BaseException):
+    """SIGTERM or SIGINT raised as an exception, where a stop must interrupt whatever runs
+    (the command line's start-up, before the server's own handlers are installed)."""
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
