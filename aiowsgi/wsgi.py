@@ -232,6 +232,7 @@ class WSGICall:
 
     __slots__ = (
         "_body",
+        "_error_status",
         "_file_handed",
         "_held",
         "app",
@@ -244,7 +245,6 @@ class WSGICall:
         "keep_alive",
         "method",
         "remaining",
-        "sent_status",
         "server",
         "status",
     )
@@ -264,9 +264,8 @@ class WSGICall:
         # self.headers is set by start_response, and read only once status is set
         self.head: ResponseHead | None = None
         self.remaining = 0
-        # for the access log: the status line the client gets once a head is framed,
-        # and the body bytes framed so far (a file's are counted as they are sent)
-        self.sent_status: str | None = None
+        self._error_status: str | None = None  # the server's 500, for sent_status
+        # for the access log: the body bytes framed so far (a file's as they are sent)
         self.body_bytes = 0
         self._file_handed = False
         self._body = environ.get("wsgi.input")
@@ -375,8 +374,15 @@ class WSGICall:
             server_header=self.server.server_header,
         )
         self.remaining = head.content_length or 0
-        self.sent_status = self.status
         return head
+
+    @property
+    def sent_status(self) -> str | None:
+        """The status line the client gets: the application's once its head is framed,
+        the server's 500 if the application failed before; None before either."""
+        if self._error_status is not None:
+            return self._error_status
+        return self.status if self.head is not None else None
 
     def _frame(self, data: bytes) -> bytes:
         head = self.head
@@ -394,9 +400,8 @@ class WSGICall:
                 data = data[: max(self.remaining, 0)]
                 self.remaining = -1
                 head.keep_alive = False
-                self.body_bytes += len(data)
-                return data
-            self.remaining -= len(data)
+            else:
+                self.remaining -= len(data)
         self.body_bytes += len(data)
         return data
 
@@ -461,7 +466,7 @@ class WSGICall:
             detail = "".join(traceback.format_exception(exc)) if expose else ""
             data = http11.error_response(500, detail, keep_alive=self.keep_alive,
                                          head_only=self.method == "HEAD")
-            self.sent_status = "500 Internal Server Error"
+            self._error_status = "500 Internal Server Error"
             self.body_bytes = len(data) - data.index(b"\r\n\r\n") - 4
             return Finish(data, self.keep_alive)
         return Abort()

@@ -66,6 +66,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench import idle  # noqa: E402
 from bench.soak_app import MODES, READS, body_for, echo_line  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -95,14 +96,12 @@ REQUEST_TIMEOUT = 30.0  # seconds one request gets from its last byte sent to it
 SESSION_TIMEOUT = 120.0  # seconds one connection gets, all its requests included
 STOP_GRACE = 60.0  # seconds the sessions get to finish after the end of a phase
 HARD_MARGIN = 300.0  # the whole run is cancelled this long after its planned end
-READY_TIMEOUT = 30.0  # seconds the server gets to print its startup line
 SETTLE_TIMEOUT = 30.0  # seconds the server gets to drain after a phase
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 SAMPLE_EVERY = 5.0  # seconds between resource samples during the load
 MAX_HEAD = 64 * 1024
 MAX_FAILURES = 25  # failures described in the summary (all are counted)
 
-_READY_RE = re.compile(rb"aiowsgi serving http://[^\s:]+:(\d+)")
 _LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \[(\w+)\] ")
 _LINGER_0 = struct.pack("ii", 1, 0)
 
@@ -1066,20 +1065,6 @@ def server_env(tracemalloc_frames: int = 0) -> dict[str, str]:
     return env
 
 
-def wait_for_port(proc: subprocess.Popen[bytes], log_file: IO[bytes]) -> int:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        log_file.seek(0)
-        match = _READY_RE.search(log_file.read(64 * 1024))
-        if match:
-            return int(match.group(1))
-        if proc.poll() is not None:
-            raise SetupError(f"the server exited with status {proc.returncode} before serving:"
-                             f"\n{read_log(log_file)[-2000:]}")
-        time.sleep(0.05)
-    raise SetupError(f"no 'aiowsgi serving' line within {READY_TIMEOUT:g} s")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, float, bool]:
     """SIGTERM the server started here (SIGKILL after STOP_TIMEOUT): status, seconds,
     whether it had to be killed."""
@@ -1394,7 +1379,10 @@ def run(args: argparse.Namespace) -> tuple[Report, Tally]:
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            port = wait_for_port(proc, log_file)
+            try:
+                port = idle.wait_for_port(proc, log_file)
+            except idle.BenchError as exc:
+                raise SetupError(str(exc)) from None
             log(f"server up on {HOST}:{port} (pid {proc.pid}, --loop {args.loop})")
             limit = args.warmup + args.minutes * 60 + 2 * STOP_GRACE + HARD_MARGIN
 
