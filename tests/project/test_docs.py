@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiowsgi.config import options_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from ..process import ROOT
+
+README = ROOT / "README.md"
 
 
 def test_readme_options_table_matches_config() -> None:

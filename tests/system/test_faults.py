@@ -20,8 +20,8 @@ import pytest
 
 from aiowsgi import Server
 
-from .conftest import StartServer
-from .http import RawClient
+from ..conftest import StartServer
+from ..http import RawClient
 
 SAFETY = 30.0
 FAULTS = int(os.environ.get("FAULTS", "1000"))

@@ -19,8 +19,8 @@ import pytest
 
 from aiowsgi.connection import HTTPConnection
 
-from .conftest import StartServer
-from .http import RawClient, read_response
+from ..conftest import StartServer
+from ..http import RawClient, read_response
 
 SAFETY = 30.0
 IN_FLIGHT = 32

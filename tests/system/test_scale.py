@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import StartServer
-from .http import RawClient
+from ..conftest import StartServer
+from ..http import RawClient
 
 CONNECTIONS = 1000
 BATCH = 250  # opened at once: well within the listen backlog
