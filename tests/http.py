@@ -1,12 +1,33 @@
-"""A small HTTP/1.1 client for raw-socket tests: send exact bytes, read exact responses."""
+"""HTTP clients for the tests: a raw-socket one that sends exact bytes and reads exact
+responses (:class:`RawClient`), and one request with aiohttp (:func:`fetch`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-TIMEOUT = 30.0  # a safety net only; no test relies on it firing
+import aiohttp
+
+from .waiting import SAFETY
+
+TIMEOUT = SAFETY  # the name test_advisories.py imports
+
+
+class Listening(Protocol):
+    """A server the tests talk to: aiowsgi's ``Server``, or ``LiveServer``."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
 
 
 @dataclass
@@ -27,7 +48,7 @@ class Response:
 
 async def read_response(reader: asyncio.StreamReader, method: str = "GET") -> Response:
     """Read one response, framed as RFC 9112 says (HEAD, 1xx/204/304, length, chunked)."""
-    async with asyncio.timeout(TIMEOUT):
+    async with asyncio.timeout(SAFETY):
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head[:-4].decode("latin-1").split("\r\n")
         version, status, reason = ([*lines[0].split(" ", 2), ""])[:3]
@@ -93,7 +114,7 @@ class RawClient:
         The client's side is closed afterwards either way.
         """
         try:
-            async with asyncio.timeout(TIMEOUT):
+            async with asyncio.timeout(SAFETY):
                 return await self.reader.read(1) == b""
         except ConnectionResetError:
             return True
@@ -104,3 +125,69 @@ class RawClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+    async def reset(self) -> None:
+        """Close with an RST, as a crashed or killed client does."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+        await asyncio.sleep(0)  # the transport lets the socket go on the next turn
+
+
+async def connect(server: Listening) -> RawClient:
+    return await RawClient.connect(server.host, server.port)
+
+
+async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes (or resets) the connection."""
+    parts = []
+    async with asyncio.timeout(SAFETY):
+        while True:
+            try:
+                data = await reader.read(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            parts.append(data)
+    return b"".join(parts)
+
+
+def get_request(target: str = "/", *, extra: str = "", version: str = "HTTP/1.1",
+                close: bool = True) -> bytes:
+    """A GET request's bytes, with ``Connection: close`` unless ``close=False``;
+    ``extra`` is more header lines, each ending in CRLF."""
+    connection = "Connection: close\r\n" if close else ""
+    return f"GET {target} {version}\r\nHost: test\r\n{connection}{extra}\r\n".encode("latin-1")
+
+
+async def raw_exchange(server: Listening, request: bytes) -> bytes:
+    """Send ``request`` on a new connection; return all bytes until the server closes."""
+    client = await connect(server)
+    try:
+        await client.send(request)
+        return await read_to_eof(client.reader)
+    finally:
+        await client.close()
+
+
+def split_head(raw: bytes) -> tuple[str, dict[str, str], bytes]:
+    """(status line, headers with lower-case names, what follows the head)."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {raw[:200]!r}"
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(": ")
+        assert name.lower() not in headers, f"duplicate header {name}"
+        headers[name.lower()] = value
+    return lines[0], headers, rest
+
+
+async def fetch(server: Listening, path: str = "/", method: str = "GET",
+                **kwargs: Any) -> tuple[int, Any, bytes]:
+    """One request with aiohttp: (status, headers, body)."""
+    timeout = aiohttp.ClientTimeout(total=SAFETY)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.request(method, server.url + path, **kwargs) as resp:
+        return resp.status, resp.headers.copy(), await resp.read()

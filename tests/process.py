@@ -1,20 +1,29 @@
-"""``aiowsgi serve`` in a subprocess, for tests of signals, workers and the command line."""
+"""``aiowsgi serve`` in a subprocess, for tests of signals, workers and the command line.
+
+:class:`ServeProcess` is a server that runs until the test stops it; :func:`run_serve`
+is a command expected to end by itself (a refused configuration).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-ROOT = Path(__file__).resolve().parent.parent
-SAFETY = 30.0
+from .waiting import SAFETY, wait_for
+
+__all__ = ["PID_APP", "ROOT", "SAFETY", "ServeProcess", "app_module", "children", "free_port",
+           "run_serve", "wait_for"]
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 
 # An app module that answers with the pid of the process serving it (for tests with
 # several processes: workers, gunicorn).
@@ -27,12 +36,45 @@ def app(environ, start_response):
 """
 
 
-def wait_for(condition: Callable[[], object], what: str) -> None:
-    """Poll ``condition`` until it holds; fail after the safety timeout."""
-    deadline = time.monotonic() + SAFETY
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+
+def app_module(text: str) -> str:
+    """The source of an app module whose ``app`` answers every request with ``text``."""
+    return ("def app(environ, start_response):\n"
+            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+            f"    return [{text!r}.encode()]\n")
+
+
+AIOWSGI = ("-m", "aiowsgi")
+
+
+def _env(env: dict[str, str] | None) -> dict[str, str]:
+    """This environment, where ``import aiowsgi`` and ``import tests`` find this checkout."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for an option that takes a port:
+    a server started on port 0 tells its own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (a supervisor's workers), as /proc lists them."""
+    found: set[int] = set()
+    if not os.path.isdir("/proc"):
+        return found
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
 
 
 class ServeProcess:
@@ -40,14 +82,20 @@ class ServeProcess:
 
     ``port`` is read from the first line that contains ``ready`` (the startup line); with
     ``ready=None`` nothing is awaited (a test of the start itself).
+
+    ``entry`` replaces ``-m aiowsgi`` (``("-c", source)``: a script that calls the command
+    line itself); ``launcher`` comes before the interpreter (``["bash", "-c", script]``,
+    whose script ends with ``exec "$0" "$@"``); ``pass_fds`` are inherited as they are.
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
-                 ready: str | None = "serving", new_session: bool = False) -> None:
+                 ready: str | None = "serving", new_session: bool = False,
+                 entry: Sequence[str] = AIOWSGI, launcher: Sequence[str] = (),
+                 pass_fds: Sequence[int] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aiowsgi", "serve", *args],
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
+            [*launcher, sys.executable, *entry, "serve", *args], env=_env(env),
+            stderr=subprocess.PIPE, text=True, start_new_session=new_session,
+            pass_fds=pass_fds)
         self._new_session = new_session
         self.lines: list[str] = []
         self.address = ""  # the first place it listens: http(s)://127.0.0.1:PORT or unix:PATH
@@ -86,6 +134,21 @@ class ServeProcess:
         wait_for(self._ended.is_set, "the end of its output")
         return list(self.lines)
 
+    def logged(self, text: str) -> bool:
+        """Whether a line it wrote so far contains ``text``."""
+        return any(text in line for line in list(self.lines))
+
+    def get(self, path: str = "/") -> bytes:
+        """The body of ``GET path`` over plain HTTP (fails on an error status)."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=SAFETY) as response:
+            body: bytes = response.read()
+        return body
+
+    def workers(self) -> set[int]:
+        """Its child processes: a supervisor's workers."""
+        return children(self.proc.pid)
+
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -98,6 +161,10 @@ class ServeProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self.proc.poll() is None:
+            if not self._new_session:  # workers would live on: they go first
+                for pid in self.workers():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (PermissionError, ProcessLookupError):
@@ -108,3 +175,13 @@ class ServeProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+def run_serve(*args: str, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m aiowsgi serve *args`` to its end (within ``SAFETY``): its exit status
+    and output."""
+    return subprocess.run(
+        [sys.executable, *AIOWSGI, "serve", *args], cwd=cwd, env=_env(env),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SAFETY,
+        check=False)

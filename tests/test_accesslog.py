@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -16,12 +14,14 @@ import pytest
 
 from aiowsgi import Config, ConfigError, accesslog
 
+from .apps.gate import Gate
 from .conftest import StartServer
 from .http import RawClient
+from .process import ROOT
+from .waiting import SAFETY
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
-SAFETY = 30.0
 
 
 class AccessLines:
@@ -101,7 +101,7 @@ async def test_every_atom(start_server: StartServer, access: AccessLines) -> Non
     assert abs(int(values["D"]) / 1e6 - float(values["L"])) < 1e-5
     assert int(values["M"]) == int(values["D"]) // 1000
     # and README lists each of them
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     for name in accesslog.ATOMS:
         assert f"%({name})s" in readme, name
 
@@ -178,10 +178,7 @@ async def test_client_gone_mid_response_is_logged_as_aborted(
     assert await asyncio.to_thread(started.wait, SAFETY)
     async with asyncio.timeout(SAFETY):
         await client.reader.readuntil(b"first")
-    # the client resets the connection while the application still runs
-    sock = client.writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    await client.close()
+    await client.reset()  # while the application still runs
     try:
         line, = await access.wait(1)
     finally:
@@ -192,14 +189,8 @@ async def test_client_gone_mid_response_is_logged_as_aborted(
 
 async def test_request_timeout_is_logged_as_504(start_server: StartServer,
                                                 access: AccessLines) -> None:
-    release = threading.Event()
-
-    def stuck(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-        release.wait(SAFETY)
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"late"]
-
-    server = await start_server(stuck, request_timeout=0.2,
+    gate = Gate()
+    server = await start_server(gate, request_timeout=0.2,
                                 access_log_format="%(U)s %(s)s %(X)s")
     client = await RawClient.connect(server.host, server.port)
     try:
@@ -207,7 +198,7 @@ async def test_request_timeout_is_logged_as_504(start_server: StartServer,
         line, = await access.wait(1)
         assert line == "/stuck 504 -"
     finally:
-        release.set()
+        gate.release.set()
         await client.close()
 
 

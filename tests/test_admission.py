@@ -8,53 +8,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from aiowsgi import Server
-
+from .apps.echo import echo
+from .apps.gate import Gate
 from .conftest import StartServer
-from .http import RawClient
+from .http import connect
+from .waiting import SAFETY
 
 Env = dict[str, Any]
-SAFETY = 30.0
-
-
-class Gate:
-    """An app that holds every request until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-        self.finished = threading.Semaphore(0)
-
-    def __call__(self, environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.entered.release()
-        try:
-            self.release.wait(SAFETY)
-            start_response("200 OK", [("Content-Type", "text/plain"),
-                                      ("Content-Length", "4")])
-            return [b"done"]
-        finally:
-            self.finished.release()
-
-    async def wait_entered(self, count: int = 1) -> None:
-        for _ in range(count):
-            assert await asyncio.to_thread(self.entered.acquire, True, SAFETY)
-
-    async def wait_finished(self, count: int = 1) -> None:
-        for _ in range(count):
-            assert await asyncio.to_thread(self.finished.acquire, True, SAFETY)
-
-
-def ok(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-    return [b"ok"]
-
-
-async def connect(server: Server) -> RawClient:
-    return await RawClient.connect(server.host, server.port)
 
 
 async def test_connection_limit_answers_503(start_server: StartServer) -> None:
-    server = await start_server(ok, max_connections=2)
+    server = await start_server(echo, max_connections=2)
     first, second = await connect(server), await connect(server)
     assert (await first.request()).status == 200
     assert (await second.request()).status == 200
@@ -195,7 +159,7 @@ async def test_request_timeout_answers_504_and_replaces_the_thread(
     def app(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ["PATH_INFO"] == "/stuck":
             return gate(environ, start_response)
-        return ok(environ, start_response)
+        return echo(environ, start_response)
 
     server = await start_server(app, threads=1, request_timeout=0.2,
                                 max_abandoned_threads=1)
@@ -207,7 +171,7 @@ async def test_request_timeout_answers_504_and_replaces_the_thread(
         assert server.stats()["threads_abandoned"] == 1
         # the stuck thread is replaced: other requests are still served
         other = await connect(server)
-        assert (await other.request("GET", "/")).body == b"ok"
+        assert (await other.request("GET", "/")).body == b"GET / "
         await other.close()
         assert server.stats()["threads"] == 2
         # a second stuck request is past the cap: no more replacement
@@ -284,7 +248,7 @@ async def test_responses_in_flight_at_shutdown_say_connection_close(
 
 
 async def test_head_size_limit_exactly_and_one_past(start_server: StartServer) -> None:
-    server = await start_server(ok, max_header_size=1024)
+    server = await start_server(echo, max_header_size=1024)
     base = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: \r\n\r\n"
     pad = 1024 - len(base)
     client = await connect(server)
@@ -299,7 +263,7 @@ async def test_head_size_limit_exactly_and_one_past(start_server: StartServer) -
 
 
 async def test_header_count_limit_exactly_and_one_past(start_server: StartServer) -> None:
-    server = await start_server(ok, max_header_count=5)
+    server = await start_server(echo, max_header_count=5)
     client = await connect(server)
     fields = "".join(f"X-{i}: v\r\n" for i in range(4))  # plus Host: 5 fields
     await client.send(f"GET / HTTP/1.1\r\nHost: t\r\n{fields}\r\n".encode())
@@ -310,7 +274,7 @@ async def test_header_count_limit_exactly_and_one_past(start_server: StartServer
 
 
 async def test_request_line_limit_exactly_and_one_past(start_server: StartServer) -> None:
-    server = await start_server(ok, max_request_line=64)
+    server = await start_server(echo, max_request_line=64)
     client = await connect(server)
     line = "GET /" + "a" * (64 - len("GET / HTTP/1.1") ) + " HTTP/1.1"
     assert len(line) == 64
@@ -323,12 +287,7 @@ async def test_request_line_limit_exactly_and_one_past(start_server: StartServer
 
 
 async def test_chunk_line_and_trailer_limits(start_server: StartServer) -> None:
-    def echo(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        data = environ["wsgi.input"].read()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [data]
-
-    server = await start_server(echo, validate=False, max_chunk_line=32, max_trailer_size=32)
+    server = await start_server(echo, max_chunk_line=32, max_trailer_size=32)
     head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     ext = b"1;e=" + b"x" * (32 - len(b"1;e=\r\n")) + b"\r\n"  # exactly 32 bytes
     assert len(ext) == 32
@@ -336,7 +295,7 @@ async def test_chunk_line_and_trailer_limits(start_server: StartServer) -> None:
     assert len(trailer) == 32
     client = await connect(server)
     await client.send(head + ext + b"a\r\n0\r\n" + trailer)
-    assert (await client.response()).body == b"a"
+    assert (await client.response()).body == b"POST / a"
     await client.send(head + ext.replace(b"e=", b"e=x") + b"a\r\n0\r\n\r\n")
     assert (await client.response()).status == 400
     assert await client.closed_by_server()

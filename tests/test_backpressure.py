@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,9 @@ import pytest
 
 from .conftest import StartServer
 from .http import RawClient
+from .process import ServeProcess
+from .waiting import SAFETY
 
-ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 
 
@@ -42,28 +41,18 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop", "asyncio-unpaused"])
 async def test_256_mib_to_a_slow_reader_keeps_memory_bounded(loop: str) -> None:
-    python = ([sys.executable, "-c", UNPAUSED] if loop.endswith("-unpaused")
-              else [sys.executable, "-m", "aiowsgi"])
-    proc = subprocess.Popen(
-        [*python, "serve", "tests.apps.stream:app", "--port", "0",
-         "--loop", loop.removesuffix("-unpaused"), "--log-level", "info",
-         "--send-buffer-size", str(512 * 1024)],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), 30)
-        match = re.search(r"serving http://127\.0\.0\.1:(\d+)", line)
-        assert match, line
-        port = int(match.group(1))
-
-        client = await RawClient.connect("127.0.0.1", port)
+    entry = ("-c", UNPAUSED) if loop.endswith("-unpaused") else ("-m", "aiowsgi")
+    with ServeProcess("tests.apps.stream:app", "--port", "0",
+                      "--loop", loop.removesuffix("-unpaused"), "--log-level", "info",
+                      "--send-buffer-size", str(512 * 1024), entry=entry) as server:
+        client = await RawClient.connect("127.0.0.1", server.port)
         try:
             warm = await client.request("GET", "/?mib=4")
             assert len(warm.body) == 4 * MiB
-            baseline = _status_kib(proc.pid, "VmRSS")
+            baseline = _status_kib(server.proc.pid, "VmRSS")
 
             await client.send(b"GET /?mib=256 HTTP/1.1\r\nHost: t\r\n\r\n")
-            head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 30)
+            head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), SAFETY)
             assert b"Content-Length: 268435456" in head
             received = 0
             paused = 0
@@ -76,19 +65,14 @@ async def test_256_mib_to_a_slow_reader_keeps_memory_bounded(loop: str) -> None:
                         paused = received // MiB
                         await asyncio.sleep(0.001)
             assert received == 256 * MiB
-            peak = _status_kib(proc.pid, "VmHWM")
+            peak = _status_kib(server.proc.pid, "VmHWM")
             assert (peak - baseline) * 1024 < 32 * MiB, (peak, baseline)
         finally:
             await client.close()
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def stalled_stream_app(closed: threading.Event, started: threading.Event
-                       ) -> Callable[..., Iterator[bytes]]:
+                       ) -> Callable[..., Iterable[bytes]]:
     class Body:
         def __init__(self) -> None:
             self.sent = 0
@@ -114,12 +98,12 @@ async def test_client_that_stops_reading_is_cut_off(start_server: StartServer) -
     server = await start_server(stalled_stream_app(closed, started), send_timeout=0.5)
     client = await RawClient.connect(server.host, server.port)
     await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert await asyncio.to_thread(started.wait, 30)
+    assert await asyncio.to_thread(started.wait, SAFETY)
     # The client reads nothing more. The server must give up after the send timeout:
     # the thread waiting for credit wakes, the iteration stops, close() runs.
-    assert await asyncio.to_thread(closed.wait, 30)
+    assert await asyncio.to_thread(closed.wait, SAFETY)
     # and the connection is gone: reading drains what the kernel buffered, then EOF
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(SAFETY):
         while True:
             try:
                 if not await client.reader.read(1 << 20):

@@ -8,25 +8,12 @@ from typing import Any
 
 from aiowsgi.wsgi import WSGIApp
 
+from .apps.echo import echo, read_body
 from .conftest import StartServer
-from .http import RawClient
+from .http import RawClient, connect, raw_exchange, read_to_eof
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
-
-
-def read_body(environ: Env) -> bytes:
-    # wsgiref's validator insists on read(size), as PEP 333 did
-    return environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # type: ignore[no-any-return]
-
-
-def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-    """Answers with the method, the path and the request body."""
-    body = read_body(environ)
-    out = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} ".encode() + body
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(out)))])
-    return [out]
 
 
 def streaming(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
@@ -50,10 +37,6 @@ def status_app(status: str, headers: list[tuple[str, str]] | None = None,
         return [body] if body else []
 
     return app
-
-
-async def connect(server: Any) -> RawClient:
-    return await RawClient.connect(server.host, server.port)
 
 
 # -- persistent connections ---------------------------------------------------------------
@@ -374,15 +357,6 @@ async def test_a_later_http1_minor_version_is_served_as_1_1(
     await client.close()
 
 
-async def read_until_closed(client: RawClient) -> bytes:
-    data = b""
-    async with asyncio.timeout(30):
-        while chunk := await client.reader.read(65536):
-            data += chunk
-    await client.close()
-    return data
-
-
 async def test_error_responses_to_head_have_no_body(start_server: StartServer) -> None:
     """RFC 9110 §9.3.2, for refusals of the server's own: a malformed head, one too
     large, and a body too large."""
@@ -394,17 +368,14 @@ async def test_error_responses_to_head_have_no_body(start_server: StartServer) -
         (b"\r\nHEAD / HTTP/7.0\r\nHost: t\r\n\r\n", 505),
     ]
     for request, status in cases:
-        client = await RawClient.connect(server.host, server.port)
-        await client.send(request)
-        data = await read_until_closed(client)
+        data = await raw_exchange(server, request)
         head, sep, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 %d " % status), head
         assert sep and body == b"", data
         assert b"\r\nContent-Length: " in head
     # the same refusal to a GET has its body
-    client = await RawClient.connect(server.host, server.port)
-    await client.send(b"GET / HTTP/1.1\r\n\r\n")
-    assert (await read_until_closed(client)).endswith(b"missing Host header\n")
+    data = await raw_exchange(server, b"GET / HTTP/1.1\r\n\r\n")
+    assert data.endswith(b"missing Host header\n")
 
 
 async def test_error_response_to_a_head_the_app_failed_has_no_body(
@@ -420,5 +391,6 @@ async def test_error_response_to_a_head_the_app_failed_has_no_body(
     response = await client.request("HEAD")
     assert response.status == 500
     await client.send(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data = await read_until_closed(client)
+    data = await read_to_eof(client.reader)
+    await client.close()
     assert data.startswith(b"HTTP/1.1 500 ") and data.endswith(b"\r\n\r\n")

@@ -10,7 +10,7 @@ import pytest
 
 from aiowsgi.handoff import Wakeups
 
-SAFETY = 30.0
+from .waiting import SAFETY
 
 
 class CountingLoop:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -12,29 +11,19 @@ import pytest
 
 from aiowsgi import Config, ConfigError
 
-from .process import SAFETY, ServeProcess, wait_for
-from .test_workers import Supervised
+from .process import PID_APP, ServeProcess, app_module, free_port
+from .waiting import SAFETY, wait_for
 
 pytest.importorskip("prometheus_client")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_metrics_endpoint(tmp_path: Path) -> None:
-    (tmp_path / "mapp.py").write_text(
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'ok']\n")
+    (tmp_path / "mapp.py").write_text(app_module("ok"))
     metrics_port = free_port()
     with ServeProcess("mapp:app", "--app-dir", str(tmp_path), "--port", "0",
                       "--metrics-bind", f"127.0.0.1:{metrics_port}", "--no-access-log") as srv:
         for _ in range(3):
-            with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/", timeout=SAFETY) as r:
-                assert r.read() == b"ok"
+            assert srv.get() == b"ok"
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=SAFETY) as r:
             text = r.read().decode()
@@ -70,8 +59,11 @@ def test_metrics_of_every_worker(tmp_path: Path) -> None:
     """Under --workers the supervisor serves the metrics: one series per worker slot,
     a worker count and a restart counter; a stopped worker does not stall a scrape."""
     metrics_port = free_port()
-    server = Supervised(tmp_path, "--metrics-bind", f"127.0.0.1:{metrics_port}")
-    try:
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0",
+                      "--workers", "2", "--no-access-log",
+                      "--metrics-bind", f"127.0.0.1:{metrics_port}", ready="supervisor",
+                      new_session=True) as server:
         served = [server.get() for _ in range(10)]
         samples = scrape(metrics_port)
         assert samples["aiowsgi_workers"] == 2
@@ -96,6 +88,5 @@ def test_metrics_of_every_worker(tmp_path: Path) -> None:
         wait_for(lambda: len([key for key in scrape(metrics_port)
                               if key.startswith("aiowsgi_threads{")]) == 2,
                  "the new worker's series")
-        assert server.stop() == 0
-    finally:
-        server.kill()
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0

@@ -24,9 +24,9 @@ from aiowsgi import connection
 
 from .conftest import StartServer
 from .http import RawClient, Response
+from .waiting import SAFETY
 
 Env = dict[str, Any]
-SAFETY = 30.0
 PIECE = 32 * 1024
 
 

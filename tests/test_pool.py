@@ -20,7 +20,8 @@ from aiowsgi.pool import WorkerPool
 
 from .conftest import StartServer
 from .http import RawClient
-from .process import SAFETY, ServeProcess
+from .process import ServeProcess
+from .waiting import SAFETY
 
 linux_batch = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"),
                                  reason="SCHED_BATCH is Linux's")

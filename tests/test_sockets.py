@@ -8,8 +8,6 @@ import re
 import signal
 import socket
 import stat
-import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,8 @@ from aiowsgi import Config, ConfigError, Server
 from aiowsgi.config import Listen, parse_bind
 
 from .http import RawClient, read_response
-
-ROOT = Path(__file__).resolve().parent.parent
+from .process import PID_APP, ServeProcess, app_module
+from .waiting import wait_for
 
 
 def where(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -160,88 +158,46 @@ async def test_inherited_socket() -> None:
 
 def test_systemd_socket_activation(tmp_path: Path) -> None:
     """LISTEN_FDS/LISTEN_PID, as systemd passes sockets: fd 3 onwards."""
-    (tmp_path / "sdapp.py").write_text(
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'activated']\n")
+    (tmp_path / "sdapp.py").write_text(app_module("activated"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     port = sock.getsockname()[1]
     fd = sock.fileno()
     # the shell moves the socket to fd 3 and sets LISTEN_PID to its own pid, which exec keeps
-    command = (f"exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec {sys.executable} -m aiowsgi "
-               f"serve sdapp:app --app-dir {tmp_path}")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(["bash", "-c", command], pass_fds=(fd,), env=env,
-                            stderr=subprocess.PIPE, text=True)
-    sock.close()
+    launcher = ["bash", "-c", f'exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"']
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert f"serving http://127.0.0.1:{port}" in line, line
+        with ServeProcess("sdapp:app", "--app-dir", str(tmp_path), launcher=launcher,
+                          pass_fds=(fd,)) as srv:
+            sock.close()
+            assert srv.address == f"http://127.0.0.1:{port}"
 
-        async def fetch() -> bytes:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            response = await read_response(reader)
-            writer.close()
-            await writer.wait_closed()
-            return response.body
+            async def fetch() -> bytes:
+                return await get(await asyncio.open_connection("127.0.0.1", port))
 
-        assert asyncio.run(fetch()) == b"activated"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+            assert asyncio.run(fetch()) == b"activated"
+            srv.signal(signal.SIGTERM)
+            assert srv.wait() == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        sock.close()
 
 
 def test_shutdown_delay_keeps_serving_after_sigterm(tmp_path: Path) -> None:
-    (tmp_path / "delayapp.py").write_text(
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'still here']\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiowsgi", "serve", "delayapp:app", "--app-dir", str(tmp_path),
-         "--port", "0", "--shutdown-delay", "3", "--no-access-log"],
-        env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        port = int(line.split("127.0.0.1:")[1].split()[0])
-        proc.send_signal(signal.SIGTERM)
-        assert "still serving for 3s (shutdown_delay)" in proc.stderr.readline()
+    (tmp_path / "delayapp.py").write_text(app_module("still here"))
+    with ServeProcess("delayapp:app", "--app-dir", str(tmp_path), "--port", "0",
+                      "--shutdown-delay", "3", "--no-access-log") as srv:
+        srv.signal(signal.SIGTERM)
+        wait_for(lambda: srv.logged("still serving for 3s (shutdown_delay)"), "the delay")
 
         async def fetch() -> bytes:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            response = await read_response(reader)
-            writer.close()
-            await writer.wait_closed()
-            return response.body
+            return await get(await asyncio.open_connection("127.0.0.1", srv.port))
 
         assert asyncio.run(fetch()) == b"still here"  # accepted during the delay
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        assert srv.wait() == 0
 
 
 def test_unix_socket_through_the_command_line(tmp_path: Path) -> None:
-    from .process import ServeProcess
-
-    (tmp_path / "uapp.py").write_text(
-        "def app(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'over a unix socket']\n")
+    (tmp_path / "uapp.py").write_text(app_module("over a unix socket"))
     path = tmp_path / "app.sock"
     with ServeProcess("uapp:app", "--app-dir", str(tmp_path), "--uds", str(path),
                       "--uds-mode", "660") as srv:
@@ -261,8 +217,6 @@ def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
     """The supervisor binds the socket; workers inherit it.  A worker that stops (here:
     every one, replaced on SIGHUP) leaves the file alone, on every Python; the supervisor
     removes it when it exits."""
-    from .process import PID_APP, ServeProcess, wait_for
-
     (tmp_path / "pidapp.py").write_text(PID_APP)
     path = tmp_path / "app.sock"
 
@@ -274,14 +228,10 @@ def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
 
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--uds", str(path),
                       "--workers", "2", "--no-access-log", ready="supervisor") as srv:
-        def workers() -> set[int]:
-            children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")
-            return {int(p) for p in children.read_text().split()}
-
-        before = workers()
+        before = srv.workers()
         assert pid() in before
         srv.signal(signal.SIGHUP)
-        wait_for(lambda: len(workers()) == 2 and not workers() & before,
+        wait_for(lambda: len(srv.workers()) == 2 and not srv.workers() & before,
                  "every worker replaced, the old ones gone")
         assert stat.S_ISSOCK(os.stat(path).st_mode)
         assert pid() not in before

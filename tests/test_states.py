@@ -17,23 +17,12 @@ from typing import Any
 
 import pytest
 
+from .apps.echo import echo
 from .conftest import StartServer
 from .http import RawClient
+from .waiting import SAFETY
 
 Env = dict[str, Any]
-SAFETY = 30.0
-
-
-def echo(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """The method, path and body; streamed (no Content-Length) under /stream."""
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    out = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} ".encode() + body
-    if environ["PATH_INFO"] == "/stream":
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return iter([out[:3], out[3:]])
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(out)))])
-    return [out]
 
 
 async def test_every_path_on_one_connection_answers_in_order(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import signal
 import socket
 import ssl
 import subprocess
-import sys
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import trustme
 from aiowsgi import ConfigError, Server
 
 from .http import read_response
-from .process import ROOT, SAFETY
+from .process import ServeProcess, run_serve
+from .waiting import SAFETY
 
 
 def scheme(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -132,11 +133,8 @@ def _run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        return subprocess.run(
-            [sys.executable, "-m", "aiowsgi", "serve", "tlsapp:app", "--app-dir",
-             str(tmp_path), "--port", str(taken.getsockname()[1]), *args],
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=SAFETY, check=False)
+        return run_serve("tlsapp:app", "--app-dir", str(tmp_path),
+                         "--port", str(taken.getsockname()[1]), *args)
 
 
 @pytest.mark.parametrize(("option", "args"), [
@@ -162,11 +160,6 @@ def test_unusable_tls_files_exit_2_naming_the_option(
 
 def test_https_through_the_command_line(ca: trustme.CA, server_files: tuple[str, str],
                                         tmp_path: Path) -> None:
-    import signal
-    import urllib.request
-
-    from .process import ServeProcess
-
     certfile, keyfile = server_files
     (tmp_path / "tlsapp.py").write_text(
         "def app(environ, start_response):\n"

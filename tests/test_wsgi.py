@@ -25,10 +25,18 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from .http import TIMEOUT, RawClient, Response
+from .http import (
+    Response,
+    connect,
+    fetch,
+    get_request,
+    raw_exchange,
+    read_to_eof,
+    split_head,
+)
+from .waiting import SAFETY
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -37,63 +45,6 @@ TEXT = [("Content-Type", "text/plain")]
 ERROR_LOGGER = "aiowsgi.error"
 
 # -- helpers ------------------------------------------------------------------------
-
-
-async def fetch(server: Any, path: str = "/", method: str = "GET",
-                **kwargs: Any) -> tuple[int, Any, bytes]:
-    """One request with aiohttp: (status, headers, body)."""
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
-    async with aiohttp.ClientSession(timeout=timeout) as session, \
-            session.request(method, server.url + path, **kwargs) as resp:
-        return resp.status, resp.headers.copy(), await resp.read()
-
-
-async def connect(server: Any) -> RawClient:
-    return await RawClient.connect(server.host, server.port)
-
-
-async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sends until it closes (or resets) the connection."""
-    parts = []
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            try:
-                data = await reader.read(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            parts.append(data)
-    return b"".join(parts)
-
-
-def split_head(raw: bytes) -> tuple[str, dict[str, str], bytes]:
-    """(status line, headers with lower-case names, what follows the head)."""
-    head, sep, rest = raw.partition(b"\r\n\r\n")
-    assert sep, f"no complete response head in {raw[:200]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(": ")
-        assert name.lower() not in headers, f"duplicate header {name}"
-        headers[name.lower()] = value
-    return lines[0], headers, rest
-
-
-async def raw_exchange(server: Any, request: bytes) -> bytes:
-    """Send ``request`` on a new connection; return all bytes until the server closes."""
-    client = await connect(server)
-    try:
-        await client.send(request)
-        return await read_to_eof(client.reader)
-    finally:
-        await client.close()
-
-
-def get_request(target: str = "/", *, extra: str = "", version: str = "HTTP/1.1",
-                close: bool = True) -> bytes:
-    connection = "Connection: close\r\n" if close else ""
-    return f"GET {target} {version}\r\nHost: test\r\n{connection}{extra}\r\n".encode("latin-1")
 
 
 def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -649,10 +600,10 @@ async def _expect_500_then_keepalive(server: Any, caplog: pytest.LogCaptureFixtu
     client = await connect(server)
     try:
         await client.send(get_request("/fail", close=False))
-        head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), SAFETY)
         _, headers, _ = split_head(head)
         body = await asyncio.wait_for(
-            client.reader.readexactly(int(headers["content-length"])), TIMEOUT)
+            client.reader.readexactly(int(headers["content-length"])), SAFETY)
         raw = head + body
         assert raw.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
         assert body == b"500 Internal Server Error\n"
@@ -813,12 +764,12 @@ async def test_close_called_when_client_disconnects_mid_stream(start_server: Any
     client = await connect(server)
     try:
         await client.send(get_request(close=False))
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(SAFETY):
             await client.reader.readuntil(b"\r\n\r\n")
             await client.reader.readexactly(200_000)
     finally:
         await client.close()
-    assert await asyncio.to_thread(tracked.closed.wait, 30)
+    assert await asyncio.to_thread(tracked.closed.wait, SAFETY)
     assert tracked.close_calls == 1
     assert tracked.yielded < 10_000  # the server stopped iterating, it did not drain it
 
@@ -1079,7 +1030,7 @@ async def test_file_wrapper_sends_the_file(start_server: Any, validate: bool,
         assert headers["Content-Length"] == str(len(data))
         assert "Transfer-Encoding" not in headers
     (f,) = opened
-    assert await asyncio.to_thread(f.close_event.wait, 30)
+    assert await asyncio.to_thread(f.close_event.wait, SAFETY)
     assert f.closed
 
 
@@ -1093,7 +1044,7 @@ async def test_file_wrapper_from_offset(start_server: Any,
     assert status == 200
     assert headers["Content-Length"] == str(len(data) - 1000)
     assert body == data[1000:]
-    assert await asyncio.to_thread(opened[0].close_event.wait, 30)
+    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
 
 
 async def test_file_wrapper_keeps_the_connection_alive(start_server: Any,
@@ -1111,7 +1062,7 @@ async def test_file_wrapper_keeps_the_connection_alive(start_server: Any,
     finally:
         await client.close()
     for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, 30)
+        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
 
 
 async def test_file_wrapper_head_sends_no_body(start_server: Any,
@@ -1134,7 +1085,7 @@ async def test_file_wrapper_head_sends_no_body(start_server: Any,
     finally:
         await client.close()
     for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, 30)
+        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
 
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
@@ -1146,7 +1097,7 @@ async def test_file_wrapper_over_bytesio(start_server: Any, validate: bool) -> N
     status, _, body = await fetch(server)
     assert status == 200
     assert body == data
-    assert await asyncio.to_thread(opened[0].close_event.wait, 30)
+    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
 
 
 async def test_file_wrapper_shorter_than_content_length_aborts(
@@ -1166,7 +1117,7 @@ async def test_file_wrapper_shorter_than_content_length_aborts(
     assert headers["content-length"] == str(promised)
     assert len(rest) == len(data)
     assert rest == data
-    assert await asyncio.to_thread(opened[0].close_event.wait, 30)
+    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
     assert any("before its Content-Length" in r.getMessage() for r in error_records(caplog))
 
 
@@ -1205,7 +1156,7 @@ async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
         await client.reader.readexactly(100_000)  # a part of it, then gone
         client.writer.transport.abort()  # type: ignore[attr-defined]
     for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, 30)
+        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
@@ -1226,8 +1177,8 @@ async def test_file_to_a_client_that_stops_reading_hits_the_send_timeout(
     client = await connect(server)
     try:
         await client.send(get_request(close=False))
-        assert await asyncio.to_thread(made.wait, 30)
-        assert await asyncio.to_thread(opened[0].close_event.wait, 30)  # given up on
+        assert await asyncio.to_thread(made.wait, SAFETY)
+        assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)  # given up on
         received = await read_to_eof(client.reader)  # a part, then the server closed
         assert 0 < len(received) < 256 * 1024 * 1024
     finally:

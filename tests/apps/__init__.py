@@ -1,1 +1,4 @@
-"""Unmodified framework applications that the framework smoke tests run through aiowsgi."""
+"""Applications the tests serve: an echo app (``echo``), a gate that holds requests until
+the test opens it (``gate``), the streaming app of the memory test (``stream``), and
+unmodified Flask and Django applications for the framework smoke tests.  Each module is
+importable by a server in a subprocess, as ``tests.apps.<module>:<app>``."""

@@ -22,8 +22,9 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from ..waiting import SAFETY
+
 STREAM_CHUNKS = [f"chunk {i}\n".encode() for i in range(5)]
-GATE_TIMEOUT = 30.0  # a safety net only
 
 
 def get_application() -> WSGIHandler:
@@ -64,7 +65,7 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
 
     def generate() -> Iterator[bytes]:
         for i, chunk in enumerate(STREAM_CHUNKS):
-            if i == 1 and gate is not None and not gate.wait(GATE_TIMEOUT):
+            if i == 1 and gate is not None and not gate.wait(SAFETY):
                 raise TimeoutError("the client never saw the first chunk")
             yield chunk
 

@@ -1,17 +1,40 @@
-"""An echo app whose requests wait for one another: importable by a server in a
-subprocess."""
+"""Echo apps: what the request carried, sent back.  Importable by a server in a
+subprocess (``tests.apps.echo:together``)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+Env = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+def read_body(environ: Env) -> bytes:
+    """The whole request body: ``read(size)``, as wsgiref's validator (and PEP 333) insist."""
+    body: bytes = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    return body
+
+
+def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """``METHOD PATH body``: with a Content-Length, or streamed (no Content-Length, in two
+    pieces) under ``/stream``."""
+    body = read_body(environ)
+    out = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} ".encode() + body
+    if environ["PATH_INFO"] == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return iter([out[:3], out[3:]])
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(out)))])
+    return [out]
+
 
 TOGETHER = 16
 _together = threading.Barrier(TOGETHER, timeout=60)
 
 
-def together(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+def together(environ: Env, start_response: StartResponse) -> list[bytes]:
     """Sends the request body back, once ``TOGETHER`` requests hold their bodies at
     once (so that as many request buffers are alive, and freed, together)."""
     body: bytes = environ["wsgi.input"].read()

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 from flask import Flask, Response, request, send_file, stream_with_context
 
+from ..waiting import SAFETY
+
 STREAM_CHUNKS = [f"chunk {i}\n".encode() for i in range(5)]
-GATE_TIMEOUT = 30.0  # a safety net only
 
 
 def create_app(*, download_path: str | None = None,
@@ -36,7 +37,7 @@ def create_app(*, download_path: str | None = None,
             # The request context is still there while the server iterates.
             assert request.path == "/stream"
             for i, chunk in enumerate(STREAM_CHUNKS):
-                if i == 1 and gate is not None and not gate.wait(GATE_TIMEOUT):
+                if i == 1 and gate is not None and not gate.wait(SAFETY):
                     raise TimeoutError("the client never saw the first chunk")
                 yield chunk
 

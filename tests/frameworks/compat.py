@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 from aiowsgi.wsgi import WSGIApp
 
+from ..waiting import SAFETY
+
 HOST = "compat.test"  # the Host header of every call; apps must allow it
 ROOT_PATH = "/prefix"  # the --root-path of the "root_path" server
 CLIENT = "203.0.113.7"  # the client a trusted proxy forwards for
@@ -68,13 +70,12 @@ POST /form               urlencoded form (not for Django's CSRF-protected views)
 
 
 GATES: dict[str, threading.Event] = {}  # by name: set when the client has read chunk 0
-GATE_TIMEOUT = 30.0  # a safety net only
 
 
 def pause(gate: str | None, index: int) -> None:
     """In a /stream generator: before chunk 1, wait for the client to have read chunk 0,
     which it can only do if the server sent chunk 0 on its own (streamed, not buffered)."""
-    if gate and index == 1 and not GATES[gate].wait(GATE_TIMEOUT):
+    if gate and index == 1 and not GATES[gate].wait(SAFETY):
         raise TimeoutError("the client never saw the first chunk: the response was buffered")
 
 

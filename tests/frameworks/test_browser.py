@@ -33,16 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..process import SAFETY, ServeProcess
+from ..process import ROOT, ServeProcess
+from ..waiting import SAFETY
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 PROJECT = ROOT / "examples" / "django_project"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WAIT = 30.0  # WebDriverWait's safety net, in seconds
 
 USERNAME = "admin"
 PASSWORD = "correct horse battery staple"
@@ -147,7 +146,7 @@ def test_admin_login_and_save_in_chromium(tmp_path: Path, monkeypatch: pytest.Mo
         base = f"http://127.0.0.1:{server.port}"
         driver = _start_chromium(tmp_path / "chromium-profile", tmp_path / "chromedriver.log")
         try:
-            wait = WebDriverWait(driver, WAIT)
+            wait = WebDriverWait(driver, SAFETY)
 
             # Not logged in: the admin redirects to its login page.
             driver.get(f"{base}/admin/")

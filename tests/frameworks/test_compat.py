@@ -23,6 +23,7 @@ import pytest
 from aiowsgi.testing import live_server
 from aiowsgi.wsgi import WSGIApp
 
+from ..waiting import SAFETY
 from . import compat
 from .compat import Call, Framework, Reply
 
@@ -168,7 +169,7 @@ def test_streamed_response_is_not_buffered(site: Site) -> None:
     gate = compat.GATES[site.framework.name] = threading.Event()
     port = site.port("plain")
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=compat.GATE_TIMEOUT) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
             sock.sendall(f"GET /stream?n=3&gate={site.framework.name} HTTP/1.1\r\n"
                          f"Host: {compat.HOST}\r\nConnection: close\r\n\r\n".encode())
             received = b""

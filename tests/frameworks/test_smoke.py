@@ -23,8 +23,9 @@ from aiowsgi.wsgi import WSGIApp
 
 from ..apps import django_app, flask_app
 from ..conftest import StartServer
+from ..waiting import SAFETY
 
-TIMEOUT = aiohttp.ClientTimeout(total=30)  # a safety net only; no test relies on it
+TIMEOUT = aiohttp.ClientTimeout(total=SAFETY)
 FILE_SIZE = 1024 * 1024
 TEXT = "text/plain; charset=utf-8"
 

@@ -10,8 +10,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,8 +20,8 @@ from aiowsgi import Server
 
 from ..conftest import StartServer
 from ..http import RawClient
+from ..waiting import SAFETY
 
-SAFETY = 30.0
 FAULTS = int(os.environ.get("FAULTS", "1000"))
 
 
@@ -77,14 +75,6 @@ class App:
                 self.closed += 1
 
 
-async def reset(client: RawClient) -> None:
-    """Close with an RST, as a crashed or killed client does."""
-    sock = client.writer.get_extra_info("socket")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.writer.transport.abort()
-    await asyncio.sleep(0)
-
-
 async def fault(server: Server, kind: int) -> None:
     client = await RawClient.connect(server.host, server.port)
     if kind == 0:  # mid-upload, past the in-memory threshold so the body is spooling
@@ -99,7 +89,7 @@ async def fault(server: Server, kind: int) -> None:
         async with asyncio.timeout(SAFETY):
             while server.stats()["requests_running"] == 0:
                 await asyncio.sleep(0.001)
-    await reset(client)
+    await client.reset()
 
 
 async def settled(server: Server, app: App) -> None:

@@ -21,8 +21,8 @@ from aiowsgi.connection import HTTPConnection
 
 from ..conftest import StartServer
 from ..http import RawClient, read_response
+from ..waiting import SAFETY
 
-SAFETY = 30.0
 IN_FLIGHT = 32
 # Tracked objects a request with one header field holds while its application runs
 # (measured: 10 on asyncio, 9.4 on uvloop; 14 before the budget was set).
