@@ -1,42 +1,29 @@
-"""HTTP/1.1 behaviour over real sockets: persistence, pipelining, bodies, framing."""
+"""The connection, the asyncio protocol: persistent connections and pipelining, reading
+requests (split anywhere, 100-continue, flow control), the edges of a request head, and
+a client that leaves while its application runs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from aiowsgi.wsgi import WSGIApp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from .apps.echo import echo, read_body
+from aiowsgi.testing import LiveServer
+
+from .apps.echo import echo, status_app
+from .apps.gate import Gate
 from .conftest import StartServer
-from .http import RawClient, connect, raw_exchange, read_to_eof
+from .http import RawClient, connect
+from .waiting import SAFETY
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
-
-
-def streaming(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-    """A generator without Content-Length: framed by the server."""
-    start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def body() -> Iterable[bytes]:
-        yield b"one,"
-        yield b""
-        yield b"two,"
-        yield b"three"
-
-    return body()
-
-
-def status_app(status: str, headers: list[tuple[str, str]] | None = None,
-               body: bytes = b"") -> WSGIApp:
-    def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-        read_body(environ)
-        start_response(status, list(headers or []))
-        return [body] if body else []
-
-    return app
 
 
 # -- persistent connections ---------------------------------------------------------------
@@ -106,26 +93,40 @@ async def test_pipelined_requests_are_answered_in_order(start_server: StartServe
     assert await client.closed_by_server()
 
 
-async def test_idle_keepalive_connection_is_closed(start_server: StartServer) -> None:
-    server = await start_server(echo, keepalive_timeout=0.2)
+async def test_responses_in_flight_at_shutdown_say_connection_close(
+        start_server: StartServer) -> None:
+    gate = Gate()
+    server = await start_server(gate)
     client = await connect(server)
-    assert (await client.request()).status == 200
+    pending = asyncio.ensure_future(client.request())
+    await gate.wait_entered()
+    shutdown = asyncio.ensure_future(server.shutdown())
+    async with asyncio.timeout(SAFETY):
+        while server.sockets:
+            await asyncio.sleep(0.01)
+    gate.release.set()
+    response = await pending
+    assert response.status == 200
+    assert response.header("Connection") == "close"
     assert await client.closed_by_server()
+    await shutdown
 
 
-# -- request bodies -------------------------------------------------------------------
+async def test_many_connections_at_once(start_server: StartServer) -> None:
+    server = await start_server(echo, threads=4)
+
+    async def one(i: int) -> bytes:
+        client = await connect(server)
+        try:
+            return (await client.request("POST", f"/{i}", body=b"x" * i)).body
+        finally:
+            await client.close()
+
+    bodies = await asyncio.gather(*(one(i) for i in range(50)))
+    assert bodies == [f"POST /{i} ".encode() + b"x" * i for i in range(50)]
 
 
-async def test_chunked_request_body(start_server: StartServer) -> None:
-    server = await start_server(echo)
-    client = await connect(server)
-    await client.send(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: y\r\n\r\n")
-    response = await client.response()
-    assert response.body == b"POST /c hello world"
-    # the connection stays usable after the trailer
-    assert (await client.request("GET", "/after")).body == b"GET /after "
-    await client.close()
+# -- reading requests ---------------------------------------------------------------------
 
 
 async def test_expect_100_continue(start_server: StartServer) -> None:
@@ -153,150 +154,80 @@ async def test_expect_100_continue_not_sent_for_refused_body(start_server: Start
     assert await client.closed_by_server()
 
 
-async def test_body_at_the_limit_and_one_past(start_server: StartServer) -> None:
-    server = await start_server(echo, max_body_size=10)
-    client = await connect(server)
-    assert (await client.request("POST", "/", body=b"x" * 10)).body == b"POST / " + b"x" * 10
-    assert (await client.request("POST", "/", body=b"x" * 11)).status == 413
-    assert await client.closed_by_server()
+_requests = st.sampled_from([
+    b"GET /a?b=c HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world",
+    b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\n",
+])
 
 
-async def test_chunked_body_past_the_limit(start_server: StartServer) -> None:
-    server = await start_server(echo, max_body_size=10)
-    client = await connect(server)
-    await client.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                      b"6\r\nabcdef\r\n5\r\nghijk\r\n0\r\n\r\n")
-    response = await client.response()
-    assert response.status == 413
-    assert await client.closed_by_server()
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=_requests, cuts=st.lists(st.integers(min_value=1, max_value=200),
+                                        max_size=12))
+def test_a_request_survives_any_split_into_packets(request: bytes, cuts: list[int]) -> None:
+    pieces, rest = [], request + b"GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    for cut in cuts:
+        if not rest:
+            break
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    with LiveServer(echo) as server, socket.create_connection(
+            (server.host, server.port), timeout=SAFETY) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in pieces:
+            if piece:
+                sock.sendall(piece)
+                time.sleep(0.001)  # let each piece travel as its own segment
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    method, path = request.split(b" ")[:2]
+    body = b"hello world" if method == b"POST" else b""
+    assert first.endswith(b"\r\n\r\n" + method + b" " + path.split(b"?")[0] + b" " + body)
+    assert second.endswith(b"GET /next ")
 
 
-async def test_malformed_request_gets_400_and_close(start_server: StartServer) -> None:
-    server = await start_server(echo)
-    client = await connect(server)
-    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
-    response = await client.response()
-    assert response.status == 400
-    assert response.header("Connection") == "close"
-    assert await client.closed_by_server()
-
-
-async def test_slow_head_gets_408(start_server: StartServer) -> None:
-    server = await start_server(echo, header_timeout=0.2)
-    client = await connect(server)
-    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n")
-    response = await client.response()
-    assert response.status == 408
-    assert await client.closed_by_server()
-
-
-async def test_kept_alive_client_that_begins_a_head_gets_408_not_silence(
+async def test_bytes_piling_up_while_the_application_runs_stay_bounded(
         start_server: StartServer) -> None:
-    server = await start_server(echo, keepalive_timeout=0.2, header_timeout=0.3)
-    client = await connect(server)
-    assert (await client.request()).status == 200
-    await client.send(b"GET /slow HTTP/1.1\r\n")
-    response = await client.response()
-    assert response.status == 408
-    assert await client.closed_by_server()
+    """A client pipelining without end while its request runs: the server stops reading
+    instead of buffering it all."""
+    release, started = threading.Event(), threading.Event()
 
+    def slow(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started.set()
+        release.wait(SAFETY)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
 
-# -- response framing ---------------------------------------------------------------
-
-
-async def test_generator_is_chunked_on_http11(start_server: StartServer) -> None:
-    server = await start_server(streaming)
-    client = await connect(server)
-    response = await client.request()
-    assert response.chunked
-    assert response.header("Content-Length") is None
-    assert response.body == b"one,two,three"
-    assert (await client.request()).body == b"one,two,three"
-    await client.close()
-
-
-async def test_generator_is_close_delimited_on_http10(start_server: StartServer) -> None:
-    server = await start_server(streaming)
-    client = await connect(server)
-    response = await client.request("GET", "/", version="HTTP/1.0",
-                                    headers={"Connection": "keep-alive"})
-    assert not response.chunked
-    assert response.header("Connection") == "close"
-    assert response.body == b"one,two,three"
-    assert await client.closed_by_server()
-
-
-async def test_head_sends_headers_only(start_server: StartServer) -> None:
-    server = await start_server(echo)
-    client = await connect(server)
-    head = await client.request("HEAD", "/h")
-    assert head.status == 200
-    assert head.header("Content-Length") == str(len(b"HEAD /h "))
-    # nothing but headers came: the next response parses cleanly
-    assert (await client.request("GET", "/g")).body == b"GET /g "
-    await client.close()
-
-
-async def test_head_of_a_generator(start_server: StartServer) -> None:
-    server = await start_server(streaming)
-    client = await connect(server)
-    head = await client.request("HEAD")
-    assert head.status == 200
-    assert (await client.request("GET")).body == b"one,two,three"
-    await client.close()
-
-
-async def test_204_and_304_carry_no_body(start_server: StartServer) -> None:
-    for status in ("204 No Content", "304 Not Modified"):
-        server = await start_server(
-            status_app(status, [("Content-Type", "text/plain")], b"ignored"), validate=False)
-        client = await connect(server)
-        response = await client.request()
-        assert response.status == int(status[:3])
-        assert response.header("Transfer-Encoding") is None
-        if status.startswith("204"):
-            assert response.header("Content-Length") is None
-        # no body bytes: the next response starts right away
-        assert (await client.request()).status == int(status[:3])
-        await client.close()
-
-
-async def test_date_and_server_headers(start_server: StartServer) -> None:
-    server = await start_server(echo)
-    client = await connect(server)
-    response = await client.request()
-    assert response.header("Server") == "aiowsgi"
-    date = response.header("Date")
-    assert date is not None and date.endswith(" GMT")
-    await client.close()
-
-    server = await start_server(status_app("200 OK", [("Content-Type", "text/plain"),
-                                                      ("Server", "mine"),
-                                                      ("Date", "Tue, 01 Jan 2030 00:00:00 GMT")]))
-    client = await connect(server)
-    response = await client.request()
-    assert response.all("Server") == ["mine"]
-    assert response.all("Date") == ["Tue, 01 Jan 2030 00:00:00 GMT"]
-    await client.close()
-
-    server = await start_server(echo, server_header=False)
-    client = await connect(server)
-    assert (await client.request()).header("Server") is None
-    await client.close()
-
-
-async def test_many_connections_at_once(start_server: StartServer) -> None:
-    server = await start_server(echo, threads=4)
-
-    async def one(i: int) -> bytes:
-        client = await connect(server)
-        try:
-            return (await client.request("POST", f"/{i}", body=b"x" * i)).body
-        finally:
-            await client.close()
-
-    bodies = await asyncio.gather(*(one(i) for i in range(50)))
-    assert bodies == [f"POST /{i} ".encode() + b"x" * i for i in range(50)]
+    max_header_size = 8192
+    server = await start_server(slow, validate=False, max_header_size=max_header_size)
+    sock = socket.create_connection((server.host, server.port))
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert await asyncio.to_thread(started.wait, SAFETY)
+        sock.setblocking(False)
+        flood = b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
+        [conn] = server._state.connections  # type: ignore[union-attr]
+        sent = 0
+        async with asyncio.timeout(SAFETY):
+            # until the server has stopped reading and the kernel's buffers are full
+            while True:
+                try:
+                    sent += sock.send(flood)
+                except BlockingIOError:
+                    if conn._reading_paused:
+                        break
+                    await asyncio.sleep(0.01)  # let the server read; poll again
+        bound = 2 * max_header_size + 256 * 1024  # its high-water mark and one read more
+        assert sent > bound
+        assert len(conn._buffer) <= bound
+    finally:
+        release.set()
+        sock.close()
 
 
 # -- what real clients send at the edges --------------------------------------------------
@@ -357,40 +288,59 @@ async def test_a_later_http1_minor_version_is_served_as_1_1(
     await client.close()
 
 
-async def test_error_responses_to_head_have_no_body(start_server: StartServer) -> None:
-    """RFC 9110 §9.3.2, for refusals of the server's own: a malformed head, one too
-    large, and a body too large."""
-    server = await start_server(echo, max_body_size=10, max_header_size=4096)
-    cases = [
-        (b"HEAD / HTTP/1.1\r\n\r\n", 400),  # no Host
-        (b"HEAD / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 5000 + b"\r\n\r\n", 431),
-        (b"HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n", 413),
-        (b"\r\nHEAD / HTTP/7.0\r\nHost: t\r\n\r\n", 505),
-    ]
-    for request, status in cases:
-        data = await raw_exchange(server, request)
-        head, sep, body = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 %d " % status), head
-        assert sep and body == b"", data
-        assert b"\r\nContent-Length: " in head
-    # the same refusal to a GET has its body
-    data = await raw_exchange(server, b"GET / HTTP/1.1\r\n\r\n")
-    assert data.endswith(b"missing Host header\n")
+async def test_an_8_kib_cookie_passes_the_default_limits(start_server: StartServer) -> None:
+    def cookie(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["HTTP_COOKIE"].encode()]
 
-
-async def test_error_response_to_a_head_the_app_failed_has_no_body(
-        start_server: StartServer) -> None:
-    def failing(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-        raise RuntimeError("boom")
-
-    server = await start_server(failing)
+    server = await start_server(cookie)
     client = await RawClient.connect(server.host, server.port)
-    response = await client.request("HEAD")
-    assert response.status == 500
-    # nothing follows the head: the next request's answer comes next
-    response = await client.request("HEAD")
-    assert response.status == 500
-    await client.send(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data = await read_to_eof(client.reader)
+    cookie_value = "session=" + "c" * 8192
+    response = await client.request("GET", "/", headers={"Cookie": cookie_value,
+                                                         "X-Other": "o" * 4096})
+    assert response.status == 200
+    assert response.body == cookie_value.encode()
     await client.close()
-    assert data.startswith(b"HTTP/1.1 500 ") and data.endswith(b"\r\n\r\n")
+
+
+# -- a client that leaves -----------------------------------------------------------------
+
+
+async def test_disconnect_is_noticed_while_the_app_runs(start_server: StartServer) -> None:
+    started = threading.Event()
+    seen = threading.Event()
+    closed = threading.Event()
+    outcome: list[str] = []
+
+    def app(environ: Env, start_response: Callable[..., Any]) -> Iterator[bytes]:
+        disconnected = environ["aiowsgi.disconnected"]
+        assert isinstance(disconnected, threading.Event)
+        assert not disconnected.is_set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        started.set()
+        # a long computation that checks for the client now and then
+        if disconnected.wait(SAFETY):
+            seen.set()
+        try:
+            # A half-closed client may still read, so the first bytes go out; once the
+            # peer's reset arrives, a write raises.
+            for _ in range(10_000):
+                yield b"too late\n" * 1000
+            outcome.append("every write went through")
+        except GeneratorExit:
+            outcome.append("stopped")  # a write raised, and close() ran
+            raise
+        finally:
+            closed.set()
+
+    server = await start_server(app, validate=False)
+    client = await connect(server)
+    await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert await asyncio.to_thread(started.wait, SAFETY)
+    await client.close()
+    assert await asyncio.to_thread(seen.wait, SAFETY)
+    assert await asyncio.to_thread(closed.wait, SAFETY)
+    assert outcome == ["stopped"]
+    async with asyncio.timeout(SAFETY):
+        while server.stats()["requests_running"] or server.stats()["connections"]:
+            await asyncio.sleep(0.01)

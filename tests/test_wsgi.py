@@ -1,4 +1,6 @@
-"""The PEP 3333 contract, checked over real sockets.
+"""The PEP 3333 contract, checked over real sockets: environ, start_response, write(),
+response bodies and their framing, application errors, close() and wsgi.input.  File
+responses (``wsgi.file_wrapper``) are test_sendfile.py's.
 
 Every test starts a live server (``start_server``) and talks to it with ``aiohttp`` or,
 where the exact bytes on the wire matter, with :class:`tests.http.RawClient`.  Apps are
@@ -22,12 +24,14 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .apps.echo import echo, status_app
+from .conftest import StartServer
 from .http import (
+    RawClient,
     Response,
     connect,
     fetch,
@@ -36,31 +40,16 @@ from .http import (
     read_to_eof,
     split_head,
 )
+from .logs import ERROR_LOGGER, assert_logged, error_records
 from .waiting import SAFETY
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 TEXT = [("Content-Type", "text/plain")]
-ERROR_LOGGER = "aiowsgi.error"
+
 
 # -- helpers ------------------------------------------------------------------------
-
-
-def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == ERROR_LOGGER and r.levelno >= logging.ERROR]
-
-
-def assert_logged(caplog: pytest.LogCaptureFixture, exc_type: type[BaseException],
-                  text: str) -> None:
-    """The app's exception is in the error log, traceback included."""
-    for record in error_records(caplog):
-        if record.exc_info and isinstance(record.exc_info[1], exc_type) and \
-                text in str(record.exc_info[1]):
-            assert record.exc_info[2] is not None
-            assert "Traceback (most recent call last)" in caplog.text
-            return
-    raise AssertionError(f"no {exc_type.__name__}({text!r}) logged; got {caplog.text!r}")
 
 
 def assert_clean_500(response: Response) -> None:
@@ -588,6 +577,100 @@ async def test_aborted_response_delivers_what_was_produced(
     assert rest == expected
 
 
+def streaming(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """A generator without Content-Length: framed by the server."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def body() -> Iterable[bytes]:
+        yield b"one,"
+        yield b""
+        yield b"two,"
+        yield b"three"
+
+    return body()
+
+
+async def test_generator_is_chunked_on_http11(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    response = await client.request()
+    assert response.chunked
+    assert response.header("Content-Length") is None
+    assert response.body == b"one,two,three"
+    assert (await client.request()).body == b"one,two,three"
+    await client.close()
+
+
+async def test_generator_is_close_delimited_on_http10(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    response = await client.request("GET", "/", version="HTTP/1.0",
+                                    headers={"Connection": "keep-alive"})
+    assert not response.chunked
+    assert response.header("Connection") == "close"
+    assert response.body == b"one,two,three"
+    assert await client.closed_by_server()
+
+
+async def test_head_sends_headers_only(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    head = await client.request("HEAD", "/h")
+    assert head.status == 200
+    assert head.header("Content-Length") == str(len(b"HEAD /h "))
+    # nothing but headers came: the next response parses cleanly
+    assert (await client.request("GET", "/g")).body == b"GET /g "
+    await client.close()
+
+
+async def test_head_of_a_generator(start_server: StartServer) -> None:
+    server = await start_server(streaming)
+    client = await connect(server)
+    head = await client.request("HEAD")
+    assert head.status == 200
+    assert (await client.request("GET")).body == b"one,two,three"
+    await client.close()
+
+
+async def test_204_and_304_carry_no_body(start_server: StartServer) -> None:
+    for status in ("204 No Content", "304 Not Modified"):
+        server = await start_server(
+            status_app(status, [("Content-Type", "text/plain")], b"ignored"), validate=False)
+        client = await connect(server)
+        response = await client.request()
+        assert response.status == int(status[:3])
+        assert response.header("Transfer-Encoding") is None
+        if status.startswith("204"):
+            assert response.header("Content-Length") is None
+        # no body bytes: the next response starts right away
+        assert (await client.request()).status == int(status[:3])
+        await client.close()
+
+
+async def test_date_and_server_headers(start_server: StartServer) -> None:
+    server = await start_server(echo)
+    client = await connect(server)
+    response = await client.request()
+    assert response.header("Server") == "aiowsgi"
+    date = response.header("Date")
+    assert date is not None and date.endswith(" GMT")
+    await client.close()
+
+    server = await start_server(status_app("200 OK", [("Content-Type", "text/plain"),
+                                                      ("Server", "mine"),
+                                                      ("Date", "Tue, 01 Jan 2030 00:00:00 GMT")]))
+    client = await connect(server)
+    response = await client.request()
+    assert response.all("Server") == ["mine"]
+    assert response.all("Date") == ["Tue, 01 Jan 2030 00:00:00 GMT"]
+    await client.close()
+
+    server = await start_server(echo, server_header=False)
+    client = await connect(server)
+    assert (await client.request()).header("Server") is None
+    await client.close()
+
+
 # -- 5. application errors ---------------------------------------------------------------
 
 
@@ -713,6 +796,65 @@ async def test_hop_by_hop_header_from_app(start_server: Any,
     raw = await _expect_500_then_keepalive(server, caplog)
     assert f"\r\n{name.lower()}:".encode() not in raw.lower()
     assert_logged(caplog, ValueError, "hop-by-hop")
+
+
+async def test_error_response_to_a_head_the_app_failed_has_no_body(
+        start_server: StartServer) -> None:
+    def failing(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        raise RuntimeError("boom")
+
+    server = await start_server(failing)
+    client = await RawClient.connect(server.host, server.port)
+    response = await client.request("HEAD")
+    assert response.status == 500
+    # nothing follows the head: the next request's answer comes next
+    response = await client.request("HEAD")
+    assert response.status == 500
+    await client.send(b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    data = await read_to_eof(client.reader)
+    await client.close()
+    assert data.startswith(b"HTTP/1.1 500 ") and data.endswith(b"\r\n\r\n")
+
+
+async def test_tracebacks_reach_the_client_only_when_enabled(start_server: StartServer) -> None:
+    def broken(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        raise LookupError("the secret table is missing")
+
+    for expose in (False, True):
+        server = await start_server(broken, expose_tracebacks=expose)
+        client = await RawClient.connect(server.host, server.port)
+        response = await client.request()
+        assert response.status == 500
+        assert (b"the secret table is missing" in response.body) is expose
+        assert (b"Traceback" in response.body) is expose
+        await client.close()
+
+
+async def test_a_string_subclass_is_refused_even_after_the_same_value_passed(
+        start_server: StartServer) -> None:
+    """The server remembers headers and statuses it has checked; a value of another type
+    that compares equal is still checked, and refused."""
+
+    class Text(str):
+        pass
+
+    def app(environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ["PATH_INFO"]
+        status = Text("200 OK") if path == "/status" else "200 OK"
+        value = Text("text/plain") if path == "/header" else "text/plain"
+        start_response(status, [("Content-Type", value), ("Content-Length", "2")])
+        return [b"ok"]
+
+    server = await start_server(app, validate=False)
+    client = await RawClient.connect(server.host, server.port)
+    async with asyncio.timeout(SAFETY):
+        assert (await client.request(target="/")).status == 200
+        assert (await client.request(target="/header")).status == 500
+        await client.close()
+        for target, status in (("/status", 500), ("/", 200)):
+            client = await RawClient.connect(server.host, server.port)
+            assert (await client.request(target=target)).status == status
+            await client.close()
 
 
 # -- 6. close() ---------------------------------------------------------------------------
@@ -961,253 +1103,3 @@ async def test_wsgi_input_spooled_file_is_closed_after_the_response(
     (spool,) = bodies
     assert not isinstance(spool, io.BytesIO)
     assert spool.closed, "the spooled request body was left open"
-
-
-# -- 8. wsgi.file_wrapper ------------------------------------------------------------------
-
-FILE_SIZE = 3 * 1024 * 1024 + 12345
-
-
-@pytest.fixture(scope="module")
-def data_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    data = random.Random(8).randbytes(FILE_SIZE)
-    path = tmp_path_factory.mktemp("files") / "data.bin"
-    path.write_bytes(data)
-    return path, data
-
-
-class TrackedFile(io.FileIO):
-    """A real file (it has a fileno) that records when it is closed."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, "rb")
-        self.close_event = threading.Event()
-
-    def close(self) -> None:
-        self.close_event.set()
-        super().close()
-
-
-class TrackedBytesIO(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.close_event = threading.Event()
-
-    def close(self) -> None:
-        self.close_event.set()
-        super().close()
-
-
-def file_app(opened: list[Any], make: Callable[[], Any], *, offset: int = 0,
-             headers: list[tuple[str, str]] | None = None) -> Any:
-    def app(environ: Environ, start_response: StartResponse) -> Any:
-        f = make()
-        opened.append(f)  # also keeps it alive: only the server may close it
-        if offset:
-            f.seek(offset)
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  *(headers or [])])
-        return environ["wsgi.file_wrapper"](f)
-
-    return app
-
-
-@pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
-async def test_file_wrapper_sends_the_file(start_server: Any, validate: bool,
-                                           data_file: tuple[Path, bytes]) -> None:
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path)),
-                                validate=validate)
-    status, headers, body = await fetch(server)
-    assert status == 200
-    assert len(body) == len(data)
-    assert body == data
-    if validate:
-        # Behind the validator the wrapper is just an iterable: streamed.
-        assert headers["Transfer-Encoding"] == "chunked"
-    else:
-        assert headers["Content-Length"] == str(len(data))
-        assert "Transfer-Encoding" not in headers
-    (f,) = opened
-    assert await asyncio.to_thread(f.close_event.wait, SAFETY)
-    assert f.closed
-
-
-async def test_file_wrapper_from_offset(start_server: Any,
-                                        data_file: tuple[Path, bytes]) -> None:
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path), offset=1000),
-                                validate=False)
-    status, headers, body = await fetch(server)
-    assert status == 200
-    assert headers["Content-Length"] == str(len(data) - 1000)
-    assert body == data[1000:]
-    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
-
-
-async def test_file_wrapper_keeps_the_connection_alive(start_server: Any,
-                                                       data_file: tuple[Path, bytes]) -> None:
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
-    client = await connect(server)
-    try:
-        for _ in range(2):
-            await client.send(get_request(close=False))
-            response = await client.response()
-            assert response.status == 200
-            assert response.body == data
-    finally:
-        await client.close()
-    for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
-
-
-async def test_file_wrapper_head_sends_no_body(start_server: Any,
-                                               data_file: tuple[Path, bytes]) -> None:
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
-    client = await connect(server)
-    try:
-        await client.send(b"HEAD / HTTP/1.1\r\nHost: test\r\n\r\n")
-        head = await client.response("HEAD")
-        assert head.status == 200
-        assert head.all("Content-Length") == [str(len(data))]
-        # Had any body bytes followed the HEAD response, this response would not parse.
-        await client.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        response = await client.response()
-        assert response.status == 200
-        assert response.body == data
-        assert await read_to_eof(client.reader) == b""
-    finally:
-        await client.close()
-    for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
-
-
-@pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
-async def test_file_wrapper_over_bytesio(start_server: Any, validate: bool) -> None:
-    data = random.Random(5).randbytes(200_000)
-    opened: list[TrackedBytesIO] = []
-    server = await start_server(file_app(opened, lambda: TrackedBytesIO(data)),
-                                validate=validate)
-    status, _, body = await fetch(server)
-    assert status == 200
-    assert body == data
-    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
-
-
-async def test_file_wrapper_shorter_than_content_length_aborts(
-        start_server: Any, caplog: pytest.LogCaptureFixture,
-        data_file: tuple[Path, bytes]) -> None:
-    caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    promised = len(data) + 1000
-    server = await start_server(
-        file_app(opened, lambda: TrackedFile(path),
-                 headers=[("Content-Length", str(promised))]),
-        validate=False)
-    raw = await raw_exchange(server, get_request(close=False))
-    status_line, headers, rest = split_head(raw)
-    assert status_line == "HTTP/1.1 200 OK"
-    assert headers["content-length"] == str(promised)
-    assert len(rest) == len(data)
-    assert rest == data
-    assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
-    assert any("before its Content-Length" in r.getMessage() for r in error_records(caplog))
-
-
-async def test_file_wrapper_is_zero_copy_on_both_loops(
-        start_server: Any, data_file: tuple[Path, bytes],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel sends the file (loop.sendfile on asyncio, os.sendfile from an I/O
-    thread on uvloop, which has no loop.sendfile): no read of it through Python."""
-    from aiowsgi import connection
-
-    reads: list[int] = []
-
-    def pread(file: Any, size: int, offset: int) -> bytes:
-        reads.append(size)
-        return os.pread(file.fileno(), size, offset)
-
-    monkeypatch.setattr(connection, "_pread", pread)
-    path, data = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
-    status, _, body = await fetch(server)
-    assert status == 200 and body == data
-    assert reads == []
-
-
-async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
-        start_server: Any, caplog: pytest.LogCaptureFixture,
-        data_file: tuple[Path, bytes]) -> None:
-    caplog.set_level(logging.INFO, logger=ERROR_LOGGER)
-    path, _ = data_file
-    opened: list[TrackedFile] = []
-    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
-    for _ in range(5):
-        client = await connect(server)
-        await client.send(get_request(close=False))
-        await client.reader.readexactly(100_000)  # a part of it, then gone
-        client.writer.transport.abort()  # type: ignore[attr-defined]
-    for f in opened:
-        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
-    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
-
-
-async def test_file_to_a_client_that_stops_reading_hits_the_send_timeout(
-        start_server: Any, tmp_path: Path) -> None:
-    path = tmp_path / "sparse.bin"
-    with open(path, "wb") as f:
-        f.truncate(256 * 1024 * 1024)  # more than every kernel buffer on the way can hold
-    opened: list[TrackedFile] = []
-    made = threading.Event()
-
-    def make() -> TrackedFile:
-        f = TrackedFile(path)
-        made.set()
-        return f
-
-    server = await start_server(file_app(opened, make), validate=False, send_timeout=0.5)
-    client = await connect(server)
-    try:
-        await client.send(get_request(close=False))
-        assert await asyncio.to_thread(made.wait, SAFETY)
-        assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)  # given up on
-        received = await read_to_eof(client.reader)  # a part, then the server closed
-        assert 0 < len(received) < 256 * 1024 * 1024
-    finally:
-        await client.close()
-
-
-async def test_a_stalled_file_download_does_not_hold_up_another(
-        start_server: Any, tmp_path: Path, data_file: tuple[Path, bytes]) -> None:
-    big = tmp_path / "sparse.bin"
-    with open(big, "wb") as f:
-        f.truncate(256 * 1024 * 1024)
-    small, data = data_file
-    opened: list[TrackedFile] = []
-
-    def make_for(environ: Environ) -> TrackedFile:
-        return TrackedFile(big if environ["PATH_INFO"] == "/big" else small)
-
-    def app(environ: Environ, start_response: StartResponse) -> Any:
-        f = make_for(environ)
-        opened.append(f)
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return environ["wsgi.file_wrapper"](f)
-
-    server = await start_server(app, validate=False)
-    stalled = await connect(server)
-    try:
-        await stalled.send(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
-        await stalled.reader.readexactly(65536)  # it has begun, and is not read further
-        status, _, body = await fetch(server)
-        assert status == 200 and body == data
-    finally:
-        await stalled.close()

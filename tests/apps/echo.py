@@ -1,11 +1,13 @@
-"""Echo apps: what the request carried, sent back.  Importable by a server in a
-subprocess (``tests.apps.echo:together``)."""
+"""Echo apps: what the request carried, or what the test asks for, sent back.  Importable
+by a server in a subprocess (``tests.apps.echo:together``)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from aiowsgi.wsgi import WSGIApp
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -28,6 +30,19 @@ def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(out)))])
     return [out]
+
+
+def status_app(status: str, headers: list[tuple[str, str]] | None = None,
+               body: bytes = b"") -> WSGIApp:
+    """Answers every request with ``status``, ``headers`` and ``body``, once it has
+    read the request body."""
+
+    def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        read_body(environ)
+        start_response(status, list(headers or []))
+        return [body] if body else []
+
+    return app
 
 
 TOGETHER = 16
