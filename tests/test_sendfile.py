@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from .apps.files import TrackedBytesIO, TrackedFile, file_app
+from .conftest import StartServer
 from .http import connect, fetch, get_request, raw_exchange, read_to_eof, split_head
 from .logs import ERROR_LOGGER, error_records
 from .waiting import SAFETY
@@ -144,25 +145,33 @@ async def test_file_wrapper_shorter_than_content_length_aborts(
 
 
 async def test_file_wrapper_is_zero_copy_on_both_loops(
-        start_server: Any, data_file: tuple[Path, bytes],
+        start_server: StartServer, data_file: tuple[Path, bytes],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel sends the file (loop.sendfile on asyncio, os.sendfile from an I/O
-    thread on uvloop, which has no loop.sendfile): no read of it through Python."""
-    from aiowsgi import connection
-
-    reads: list[int] = []
-
-    def pread(file: Any, size: int, offset: int) -> bytes:
-        reads.append(size)
-        return os.pread(file.fileno(), size, offset)
-
-    monkeypatch.setattr(connection, "_pread", pread)
+    """The kernel sends the file: every byte of it goes through ``os.sendfile``, which
+    asyncio's loop.sendfile calls, and the connection itself on uvloop (which has no
+    loop.sendfile).  The server runs in this process, so a wrapper of ``os.sendfile``
+    sees the calls of both."""
     path, data = data_file
+    the_file = os.stat(path)
+    real = os.sendfile
+    calls: list[tuple[int, int]] = []  # (offset, bytes sent) of each call from the file
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        sent = real(out_fd, in_fd, offset, count)
+        if os.path.samestat(os.fstat(in_fd), the_file):
+            calls.append((offset, sent))
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
     opened: list[TrackedFile] = []
     server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
     status, _, body = await fetch(server)
     assert status == 200 and body == data
-    assert reads == []
+    covered = 0  # the calls, in order, cover the file from its first byte to its last
+    for offset, sent in calls:
+        assert offset == covered, calls
+        covered += sent
+    assert covered == len(data), calls
 
 
 async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
