@@ -14,10 +14,11 @@ from aiowsgi.wsgi import WSGIApp
 
 pytest_plugins = ["pytester"]
 
+new_uvloop: Callable[[], asyncio.AbstractEventLoop] | None
 try:
-    import uvloop
+    from uvloop import new_event_loop as new_uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test extra
-    uvloop = None
+    new_uvloop = None
 
 
 def pytest_asyncio_loop_factories(
@@ -26,8 +27,8 @@ def pytest_asyncio_loop_factories(
     factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
         "asyncio": asyncio.new_event_loop
     }
-    if uvloop is not None:
-        factories["uvloop"] = uvloop.new_event_loop
+    if new_uvloop is not None:
+        factories["uvloop"] = new_uvloop
     return factories
 
 

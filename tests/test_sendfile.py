@@ -185,7 +185,7 @@ async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
         client = await connect(server)
         await client.send(get_request(close=False))
         await client.reader.readexactly(100_000)  # a part of it, then gone
-        client.writer.transport.abort()  # type: ignore[attr-defined]
+        client.writer.transport.abort()
     for f in opened:
         assert await asyncio.to_thread(f.close_event.wait, SAFETY)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -992,7 +992,7 @@ VALIDATED_MODES = ["read_n", "readline", "readline_limit", "readlines", "iterate
 
 def make_body(size: int) -> bytes:
     rnd = random.Random(size)
-    lines = []
+    lines: list[bytes] = []
     total = 0
     while total < size:
         line = b"%d:" % len(lines) + rnd.randbytes(rnd.randrange(0, 300)).replace(

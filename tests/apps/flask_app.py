@@ -32,7 +32,6 @@ def create_app(*, download_path: str | None = None,
     def stream() -> Response:
         gate = app.config["STREAM_GATE"]
 
-        @stream_with_context
         def generate() -> Iterator[bytes]:
             # The request context is still there while the server iterates.
             assert request.path == "/stream"
@@ -41,7 +40,7 @@ def create_app(*, download_path: str | None = None,
                     raise TimeoutError("the client never saw the first chunk")
                 yield chunk
 
-        return Response(generate(), mimetype="text/plain")
+        return Response(stream_with_context(generate()), mimetype="text/plain")
 
     @app.get("/download")
     def download() -> Response:

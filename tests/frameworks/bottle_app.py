@@ -1,3 +1,5 @@
+# Bottle ships no type information: its decorators make the views they wrap untyped.
+# mypy: disable-error-code="untyped-decorator"
 """The compatibility routes (``compat.ROUTES``) in idiomatic Bottle, and WebTest, the test
 client Bottle's documentation recommends (Bottle has none of its own)."""
 
@@ -8,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bottle import Bottle, redirect, request, response, static_file
+from bottle import Bottle, redirect, request, response, static_file  # type: ignore[import-untyped]
 
 from aiowsgi.wsgi import WSGIApp
 

@@ -274,7 +274,7 @@ def webtest_request(app: WSGIApp, call: Call, environ: dict[str, str]) -> Reply:
     - WebOb's response adds a Content-Length when it joins a streamed body: it is dropped
       unless the application sent one.
     """
-    import webtest
+    import webtest  # type: ignore[import-untyped]
 
     sent: list[tuple[str, str]] = []
 

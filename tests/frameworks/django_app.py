@@ -1,3 +1,5 @@
+# Django ships no type information: its decorators make the views they wrap untyped.
+# mypy: disable-error-code="untyped-decorator"
 """The compatibility routes (``compat.ROUTES``) as an idiomatic Django URLconf and views,
 with CSRF protection on, and Django's test client.
 
@@ -13,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from django.conf import settings
-from django.http import (
+from django.conf import settings  # type: ignore[import-untyped]
+from django.http import (  # type: ignore[import-untyped]
     FileResponse,
     HttpRequest,
     HttpResponse,
@@ -22,12 +24,12 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.middleware.csrf import get_token
-from django.shortcuts import redirect
-from django.test import Client, override_settings
-from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.middleware.csrf import get_token  # type: ignore[import-untyped]
+from django.shortcuts import redirect  # type: ignore[import-untyped]
+from django.test import Client, override_settings  # type: ignore[import-untyped]
+from django.urls import path  # type: ignore[import-untyped]
+from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
+from django.views.decorators.http import require_http_methods, require_POST, require_safe  # type: ignore[import-untyped]
 
 from aiowsgi.wsgi import WSGIApp
 
@@ -129,19 +131,21 @@ def context() -> AbstractContextManager[object]:
     from tests.apps import django_app
 
     django_app.get_application()  # settings.configure(), once per process
-    return override_settings(
+    overridden: AbstractContextManager[object] = override_settings(
         ROOT_URLCONF=__name__,
         ALLOWED_HOSTS=[compat.HOST, compat.PROXY_HOST],
         MIDDLEWARE=["django.middleware.common.CommonMiddleware",
                     "django.middleware.csrf.CsrfViewMiddleware"],
         AIOWSGI_COMPAT_DOWNLOAD=None)
+    return overridden
 
 
 def make_app(download: Path) -> WSGIApp:
-    from django.core.wsgi import get_wsgi_application
+    from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
 
     settings.AIOWSGI_COMPAT_DOWNLOAD = str(download)  # inside context(): undone with it
-    return get_wsgi_application()  # type: ignore[return-value]
+    app: WSGIApp = get_wsgi_application()
+    return app
 
 
 def client_request(app: WSGIApp, call: compat.Call, environ: dict[str, str]) -> compat.Reply:
@@ -152,7 +156,7 @@ def client_request(app: WSGIApp, call: compat.Call, environ: dict[str, str]) -> 
         headers.pop("Host")
     response = client.generic(call.method, compat.app_path(call), data=call.body,
                               content_type=content_type, headers=headers, **environ)
-    body = (b"".join(response.streaming_content) if response.streaming  # type: ignore[arg-type]
+    body = (b"".join(response.streaming_content) if response.streaming
             else response.content)
     response.close()
     # the WSGI handler sends the cookies as Set-Cookie headers; the test client keeps them

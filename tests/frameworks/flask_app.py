@@ -73,7 +73,7 @@ def make_app(download: Path) -> WSGIApp:
     def form() -> Any:
         return jsonify({key: request.form.getlist(key) for key in request.form})
 
-    return app  # type: ignore[return-value]
+    return app
 
 
 def client_request(app: WSGIApp, call: compat.Call, environ: dict[str, str]) -> compat.Reply:

@@ -1,3 +1,5 @@
+# Pyramid ships no type information: its decorators make the views they wrap untyped.
+# mypy: disable-error-code="untyped-decorator"
 """The compatibility routes (``compat.ROUTES``) in idiomatic Pyramid, and WebTest, the test
 client Pyramid's documentation uses for functional tests (Pyramid has none of its own)."""
 
@@ -7,11 +9,11 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from pyramid.config import Configurator
-from pyramid.httpexceptions import HTTPFound
-from pyramid.request import Request
-from pyramid.response import FileResponse, Response
-from pyramid.view import view_config
+from pyramid.config import Configurator  # type: ignore[import-untyped]
+from pyramid.httpexceptions import HTTPFound  # type: ignore[import-untyped]
+from pyramid.request import Request  # type: ignore[import-untyped]
+from pyramid.response import FileResponse, Response  # type: ignore[import-untyped]
+from pyramid.view import view_config  # type: ignore[import-untyped]
 
 from aiowsgi.wsgi import WSGIApp
 

@@ -47,17 +47,17 @@ def framework(request: pytest.FixtureRequest) -> Iterator[Framework]:
         yield Framework("flask", flask_app.STREAM_CHUNKS, flask_app.create_app)
         return
 
-    from django.test import override_settings
+    from django.test import override_settings  # type: ignore[import-untyped]
 
     with contextlib.ExitStack() as stack:
 
         def make_django(*, download_path: str | None = None,
                         stream_gate: threading.Event | None = None) -> WSGIApp:
-            application = django_app.get_application()
+            application: WSGIApp = django_app.get_application()
             # Per-test values, restored when the test ends.
             stack.enter_context(override_settings(AIOWSGI_DOWNLOAD_PATH=download_path,
                                                   AIOWSGI_STREAM_GATE=stream_gate))
-            return application  # type: ignore[return-value]
+            return application
 
         yield Framework("django", django_app.STREAM_CHUNKS, make_django)
 
