@@ -18,7 +18,7 @@ from .apps.gate import Gate
 from .conftest import StartServer
 from .http import RawClient
 from .process import ROOT
-from .waiting import SAFETY
+from .waiting import SAFETY, until
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -33,9 +33,7 @@ class AccessLines:
 
     async def wait(self, count: int) -> list[str]:
         """The first ``count`` lines, once they are written (the safety timeout aside)."""
-        async with asyncio.timeout(SAFETY):
-            while len(self.lines()) < count:
-                await asyncio.sleep(0.01)
+        await until(lambda: len(self.lines()) >= count, f"{count} access log lines")
         return self.lines()
 
 

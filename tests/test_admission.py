@@ -13,7 +13,7 @@ from .apps.echo import echo
 from .apps.gate import Gate
 from .conftest import StartServer
 from .http import connect
-from .waiting import SAFETY
+from .waiting import SAFETY, until
 
 Env = dict[str, Any]
 
@@ -32,9 +32,7 @@ async def test_connection_limit_answers_503(start_server: StartServer) -> None:
     assert server.stats()["connections_refused"] == 1
     await first.close()
     # a place is free again once a connection is gone
-    async with asyncio.timeout(SAFETY):
-        while server.stats()["connections"] > 1:
-            await asyncio.sleep(0.01)
+    await until(lambda: server.stats()["connections"] <= 1, "the first connection to go")
     fourth = await connect(server)
     assert (await fourth.request()).status == 200
     await fourth.close()
@@ -49,9 +47,7 @@ async def test_full_wait_queue_answers_503(start_server: StartServer) -> None:
         busy_response = asyncio.ensure_future(busy.request())
         await gate.wait_entered()
         queued_response = asyncio.ensure_future(queued.request())
-        async with asyncio.timeout(SAFETY):
-            while server.stats()["requests_queued"] < 1:
-                await asyncio.sleep(0.01)
+        await until(lambda: server.stats()["requests_queued"] >= 1, "a queued request")
         response = await refused.request()
         assert response.status == 503
         assert response.header("Retry-After") == "1"
@@ -102,9 +98,7 @@ async def test_queued_requests_are_served_in_order(start_server: StartServer) ->
     server = await start_server(app, threads=1)
     clients = [await connect(server) for _ in range(4)]
     first = asyncio.ensure_future(clients[0].request("GET", "/first"))
-    async with asyncio.timeout(SAFETY):
-        while server.stats()["requests_running"] < 1:
-            await asyncio.sleep(0.01)
+    await until(lambda: server.stats()["requests_running"] >= 1, "the first request")
     rest = []
     for i, client in enumerate(clients[1:], 1):
         rest.append(asyncio.ensure_future(client.request("GET", f"/n{i}")))
@@ -148,7 +142,5 @@ async def test_request_timeout_answers_504_and_replaces_the_thread(
     finally:
         gate.release.set()
     await gate.wait_finished(2)
-    async with asyncio.timeout(SAFETY):
-        while server.stats()["threads_abandoned"]:
-            await asyncio.sleep(0.01)
+    await until(lambda: not server.stats()["threads_abandoned"], "the stuck threads to end")
     assert server.stats()["requests_running"] == 0

@@ -20,7 +20,7 @@ from .apps.echo import echo, status_app
 from .apps.gate import Gate
 from .conftest import StartServer
 from .http import RawClient, connect
-from .waiting import SAFETY
+from .waiting import SAFETY, until
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -101,9 +101,7 @@ async def test_responses_in_flight_at_shutdown_say_connection_close(
     pending = asyncio.ensure_future(client.request())
     await gate.wait_entered()
     shutdown = asyncio.ensure_future(server.shutdown())
-    async with asyncio.timeout(SAFETY):
-        while server.sockets:
-            await asyncio.sleep(0.01)
+    await until(lambda: not server.sockets, "the server to stop listening")
     gate.release.set()
     response = await pending
     assert response.status == 200
@@ -341,6 +339,5 @@ async def test_disconnect_is_noticed_while_the_app_runs(start_server: StartServe
     assert await asyncio.to_thread(seen.wait, SAFETY)
     assert await asyncio.to_thread(closed.wait, SAFETY)
     assert outcome == ["stopped"]
-    async with asyncio.timeout(SAFETY):
-        while server.stats()["requests_running"] or server.stats()["connections"]:
-            await asyncio.sleep(0.01)
+    await until(lambda: not server.stats()["requests_running"]
+                and not server.stats()["connections"], "the request and its connection to end")

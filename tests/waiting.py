@@ -25,7 +25,7 @@ def wait_for(condition: Callable[[], object], what: str) -> None:
         time.sleep(POLL)
 
 
-async def until(condition: Callable[[], object], what: str) -> None:
+async def until(condition: Callable[[], object], what: str = "a condition") -> None:
     """Poll ``condition`` on the event loop until it holds; fail after ``SAFETY``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SAFETY
