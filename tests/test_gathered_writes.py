@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from aiowsgi import connection
+from aiowsgi import output
 
 from .conftest import StartServer
 from .http import RawClient, Response
@@ -232,23 +232,23 @@ async def test_pieces_wait_behind_what_the_transport_holds(
         finally:
             sock.settimeout(SAFETY)
 
-    real_socket = connection.writev_socket
+    real_socket = output.writev_socket
 
     def unpaused(transport: Any) -> Any:
         transport.set_write_buffer_limits(high=64 * 1024 * 1024)
         return real_socket(transport)
 
     held: list[int] = []  # bytes the transport held as each batch came
-    real_writev = connection.HTTPConnection._writev
+    real_writev = output.writev
 
-    def writev(self: connection.HTTPConnection, pieces: list[bytes], size: int) -> None:
-        held.append(self.transport.get_write_buffer_size())
+    def writev(conn: Any, pieces: list[bytes], size: int) -> None:
+        held.append(conn.transport.get_write_buffer_size())
         if held[-1]:
             read_available()  # the kernel has room now, and the transport doesn't know
-        real_writev(self, pieces, size)
+        real_writev(conn, pieces, size)
 
-    monkeypatch.setattr(connection, "writev_socket", unpaused)
-    monkeypatch.setattr(connection.HTTPConnection, "_writev", writev)
+    monkeypatch.setattr(output, "writev_socket", unpaused)
+    monkeypatch.setattr(output, "writev", writev)
     produced = threading.Event()
 
     def app(environ: Env, start_response: Callable[..., Any]) -> Iterator[bytes]:

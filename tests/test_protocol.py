@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -67,45 +66,6 @@ async def test_every_path_on_one_connection_answers_in_order(
         assert (await client.response()).body == b"GET /after "
         assert await client.closed_by_server()
     await client.close()
-
-
-async def test_bytes_piling_up_while_the_application_runs_stay_bounded(
-        start_server: StartServer) -> None:
-    """A client pipelining without end while its request runs: the server stops reading
-    instead of buffering it all."""
-    release, started = threading.Event(), threading.Event()
-
-    def slow(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        started.set()
-        release.wait(SAFETY)
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
-    max_header_size = 8192
-    server = await start_server(slow, validate=False, max_header_size=max_header_size)
-    sock = socket.create_connection((server.host, server.port))
-    try:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert await asyncio.to_thread(started.wait, SAFETY)
-        sock.setblocking(False)
-        flood = b"GET /again HTTP/1.1\r\nHost: t\r\n\r\n" * 2000
-        [conn] = server._state.connections  # type: ignore[union-attr]
-        sent = 0
-        async with asyncio.timeout(SAFETY):
-            # until the server has stopped reading and the kernel's buffers are full
-            while True:
-                try:
-                    sent += sock.send(flood)
-                except BlockingIOError:
-                    if conn._reading_paused:
-                        break
-                    await asyncio.sleep(0.01)  # let the server read; poll again
-        bound = 2 * max_header_size + 256 * 1024  # its high-water mark and one read more
-        assert sent > bound
-        assert len(conn._buffer) <= bound
-    finally:
-        release.set()
-        sock.close()
 
 
 async def test_a_string_subclass_is_refused_even_after_the_same_value_passed(
@@ -164,46 +124,3 @@ async def test_a_response_the_client_does_not_read_is_cut_off_after_send_timeout
             await client.close()
     finally:
         stalled.close()
-
-
-@pytest.mark.parametrize("size", [1_000, 32 * 1024])
-async def test_pieces_handed_over_together_go_out_in_order_in_one_write(
-        start_server: StartServer, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    """Everything a thread handed over while the loop was busy is written at once: in
-    one gathering system call on uvloop; where ``writelines`` would copy, small pieces
-    are joined first and large ones written one by one."""
-    from aiowsgi import connection
-
-    runs: list[int] = []
-    leading_bytes = connection._leading_bytes
-
-    def spy(items: list[Any]) -> int:
-        runs.append(leading_bytes(items))
-        return runs[-1]
-
-    monkeypatch.setattr(connection, "_leading_bytes", spy)
-    count = 10 if size > 1_000 else 100  # below send_buffer_size: no wait for credit
-    pieces = [(b"%04d" % i) * (size // 4) for i in range(count)]  # all different
-    go, started, produced = threading.Event(), threading.Event(), threading.Event()
-
-    def app(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        started.set()
-        go.wait(SAFETY)
-        yield from pieces
-        produced.set()
-
-    server = await start_server(app)
-    client = await RawClient.connect(server.host, server.port)
-    try:
-        async with asyncio.timeout(SAFETY):
-            await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            await asyncio.to_thread(started.wait, SAFETY)
-            go.set()
-            assert produced.wait(SAFETY)  # the loop is held here while the thread hands over
-            response = await client.response()
-    finally:
-        await client.close()
-    assert response.status == 200
-    assert response.body == b"".join(pieces)
-    assert max(runs) == count  # every piece was in one batch
