@@ -15,11 +15,44 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any
 
 
 class ClientGone(ConnectionError):
     """Raised in the application thread when its response can no longer be delivered."""
+
+
+@dataclass(slots=True)
+class Finish:
+    """Write ``data``; the response is complete."""
+
+    data: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class Abort:
+    """Write ``data``, then close the connection without completing the response."""
+
+    data: bytes = b""
+
+
+@dataclass(slots=True)
+class SendFile:
+    """Write ``head``, then ``count`` bytes of ``file`` from ``offset``; then run ``close``."""
+
+    head: bytes
+    file: IO[bytes]
+    offset: int
+    count: int
+    close: Callable[[], object]
+    keep_alive: bool
+
+
+# What an application thread hands the loop: response bytes, already framed for the wire,
+# then one of the three endings, which says what to do once the bytes are out.
+Item = bytes | Finish | Abort | SendFile
 
 
 def resolve(waiter: asyncio.Future[None]) -> None:
@@ -80,7 +113,7 @@ class Handoff:
         self._limit = limit
         self._lock = threading.Lock() if lock is None else lock
         self._credit: threading.Condition | None = None  # made when a thread first waits
-        self._items: list[Any] = []
+        self._items: list[Item] = []
         self._waiter: asyncio.Future[None] | None = None
         self._callback = callback
         self._outstanding = 0
@@ -91,7 +124,7 @@ class Handoff:
 
     # -- the application thread's side ------------------------------------------------
 
-    def put(self, item: Any, nbytes: int = 0, *, last: bool = False) -> None:
+    def put(self, item: Item, nbytes: int = 0, *, last: bool = False) -> None:
         """Hand ``item`` to the loop; block while more than ``limit`` bytes are in flight.
 
         One item larger than the limit is let through alone.  Raises the abort error
@@ -139,7 +172,7 @@ class Handoff:
 
     # -- the loop's side --------------------------------------------------------------
 
-    async def take(self) -> list[Any]:
+    async def take(self) -> list[Item]:
         """Everything handed over since the last call; waits while there is nothing."""
         with self._lock:
             items = self._ready()
@@ -152,7 +185,7 @@ class Handoff:
             items, self._items = self._items, []
         return items
 
-    def take_or_notify(self, callback: Callable[[], object] | None) -> list[Any] | None:
+    def take_or_notify(self, callback: Callable[[], object] | None) -> list[Item] | None:
         """Everything handed over since the last call, or None after arranging for
         ``callback`` to run on the loop once there is something (the callback style of
         :meth:`take`, for the connection's common path)."""
@@ -162,7 +195,7 @@ class Handoff:
                 self._callback = callback
             return items
 
-    def _ready(self) -> list[Any] | None:
+    def _ready(self) -> list[Item] | None:
         """What was handed over, if anything (the lock is held); raises the abort error."""
         items = self._items
         if items:

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from . import allocator, metrics
+from . import allocator, deadlines, metrics
+from .admission import ServerState
 from .config import Config, ConfigError
-from .connection import HTTPConnection, ServerState
+from .connection import HTTPConnection
 from .handoff import resolve
 from .pool import WorkerPool
 from .sockets import SocketFile, bind_sockets, remove_socket_files, socket_files
@@ -109,7 +110,8 @@ class Server:
             self._io.shutdown(wait=False)
             raise
         state.max_connections = _connections_allowed(config.max_connections)
-        self._timeouts = asyncio.ensure_future(state.enforce_timeouts())
+        self._timeouts = asyncio.ensure_future(
+            deadlines.sweep(lambda: state.connections, state.tick))
 
         def retire() -> None:
             log.info("max_requests=%d reached: shutting down gracefully", config.max_requests)

@@ -1,9 +1,11 @@
 """The PEP 3333 contract: environ, start_response, write() and the response iterable.
 
-A ``WSGICall`` runs in a worker thread.  It never touches a socket: everything it
-produces goes to the event loop through a :class:`~aiowsgi.handoff.Handoff`, already
-framed for the wire, ending with one of the items below, which tell the loop what to do
-once the bytes are out.
+The environ of a request is built here and only here (:func:`new_call`), from what is
+known of its connection, its parsed head and the proxy settings.  A ``WSGICall`` runs in
+a worker thread.  It never touches a socket: everything it produces goes to the event
+loop through a :class:`~aiowsgi.handoff.Handoff`, already framed for the wire, ending
+with a ``Finish``, ``Abort`` or ``SendFile`` that tells the loop what to do once the
+bytes are out.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Protocol
 
 from . import http11
-from .handoff import ClientGone, Handoff
+from .handoff import Abort, ClientGone, Finish, Handoff, SendFile
 from .http11 import CHUNKED, LAST_CHUNK, LENGTH, Request, ResponseHead, frame_response
+from .proxy import TrustedProxies, apply_proxy_headers
 
 log = logging.getLogger("aiowsgi.error")
 
@@ -82,33 +84,6 @@ class ServerFlags(Protocol):
     expose_tracebacks: bool  # put an error's traceback in its 500 response
 
 
-@dataclass(slots=True)
-class Finish:
-    """Write ``data``; the response is complete."""
-
-    data: bytes
-    keep_alive: bool
-
-
-@dataclass(slots=True)
-class Abort:
-    """Write ``data``, then close the connection without completing the response."""
-
-    data: bytes = b""
-
-
-@dataclass(slots=True)
-class SendFile:
-    """Write ``head``, then ``count`` bytes of ``file`` from ``offset``; then run ``close``."""
-
-    head: bytes
-    file: IO[bytes]
-    offset: int
-    count: int
-    close: Callable[[], object]
-    keep_alive: bool
-
-
 class FileWrapper:
     """``wsgi.file_wrapper``: a real file returned through it is sent with sendfile."""
 
@@ -162,9 +137,14 @@ def _header_key(name: str) -> str:
     return key
 
 
-def base_environ(*, server_name: str, server_port: str, remote_addr: str,
-                 remote_port: str, url_scheme: str = "http",
-                 root_path: str = "") -> dict[str, Any]:
+# What every request's environ on one connection shares, found once when it opens; a
+# request's environ starts as a copy of it (cheaper than building it key by key).
+ConnectionFacts = dict[str, Any]
+
+
+def connection_facts(*, server_name: str, server_port: str, remote_addr: str,
+                     remote_port: str, url_scheme: str = "http",
+                     root_path: str = "") -> ConnectionFacts:
     """The part of the environ that is the same for every request on a connection."""
     return {
         "SCRIPT_NAME": root_path,
@@ -183,9 +163,40 @@ def base_environ(*, server_name: str, server_port: str, remote_addr: str,
     }
 
 
-def build_environ(base: dict[str, Any], request: Request, body: IO[bytes],
+def transport_facts(transport: Any, root_path: str, over_ssl: bool) -> ConnectionFacts:
+    """:func:`connection_facts` of an asyncio transport's connection."""
+    sockname = transport.get_extra_info("sockname")
+    peername = transport.get_extra_info("peername")
+    if isinstance(sockname, tuple):
+        server_name, server_port = str(sockname[0]), str(sockname[1])
+    else:
+        server_name, server_port = str(sockname or "localhost"), ""
+    if isinstance(peername, tuple):
+        remote_addr, remote_port = str(peername[0]), str(peername[1])
+    else:
+        remote_addr, remote_port = "", ""
+    return connection_facts(server_name=server_name, server_port=server_port,
+                            remote_addr=remote_addr, remote_port=remote_port,
+                            url_scheme="https" if over_ssl else "http",
+                            root_path=root_path)
+
+
+def new_call(facts: ConnectionFacts, request: Request, body: IO[bytes], body_size: int, *,
+             proxies: TrustedProxies | None, app: WSGIApp, handoff: Handoff,
+             server: ServerFlags, keep_alive: bool) -> WSGICall:
+    """The application call for ``request``: its environ, from the connection's ``facts``,
+    the parsed head, the body read so far (``body_size`` bytes) and, when the peer is a
+    trusted proxy (``proxies``, else None), the forwarding headers it sent."""
+    environ = build_environ(facts, request, body, body_size)
+    if proxies is not None:
+        apply_proxy_headers(environ, proxies)
+    return WSGICall(app, environ, request, handoff, server, keep_alive)
+
+
+def build_environ(facts: ConnectionFacts, request: Request, body: IO[bytes],
                   body_size: int) -> dict[str, Any]:
-    environ = base.copy()
+    """A request's environ without proxy headers applied (see :func:`new_call`)."""
+    environ = facts.copy()
     environ["REQUEST_METHOD"] = request.method
     path = request.path
     root = environ["SCRIPT_NAME"]
@@ -237,6 +248,7 @@ class WSGICall:
         "_held",
         "app",
         "body_bytes",
+        "disconnected",
         "environ",
         "handoff",
         "head",
@@ -256,6 +268,7 @@ class WSGICall:
         self.app = app
         self.server = server
         self.environ = environ
+        self.disconnected: Disconnected = environ["aiowsgi.disconnected"]
         self.handoff = handoff
         self.method = request.method
         self.http11 = request.http11

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
-
-StartResponse = Callable[..., Any]
-Environ = dict[str, Any]
+from wsgiref.types import FileWrapper, StartResponse, WSGIEnvironment
 
 HELLO_BODY = b"Hello, world!"
 STREAM_SIZE = 16 * 1024 * 1024  # the generator stream and the file: 16 MiB
@@ -36,7 +34,7 @@ _STREAM_PIECE = b"s" * STREAM_CHUNK
 _SMALL_PIECE = b"c" * CHUNKS_SIZE
 
 
-def hello(environ: Environ, start_response: StartResponse) -> list[bytes]:
+def hello(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     """Smallest useful app: fixed 13-byte body, explicit Content-Length."""
     start_response("200 OK", list(_HELLO_HEADERS))
     return [HELLO_BODY]
@@ -51,7 +49,7 @@ def _stream_pieces() -> Iterator[bytes]:
         yield piece
 
 
-def stream(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+def stream(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
     """16 MiB from a generator, in 64 KiB pieces (the same bytes object each time)."""
     start_response("200 OK", [
         ("Content-Type", "application/octet-stream"),
@@ -66,7 +64,7 @@ def _small_pieces() -> Iterator[bytes]:
         yield piece
 
 
-def chunks(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+def chunks(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
     """A generator of 1,000 pieces of 100 bytes: the cost of handing off each piece."""
     start_response("200 OK", [
         ("Content-Type", "text/plain"),
@@ -75,7 +73,7 @@ def chunks(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
     return _small_pieces()
 
 
-def echo(environ: Environ, start_response: StartResponse) -> list[bytes]:
+def echo(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
     """The request body, read whole from ``wsgi.input``, sent back."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body: bytes = environ["wsgi.input"].read(length) if length > 0 else b""
@@ -129,7 +127,7 @@ class _FileIter:
 _file_checked = False
 
 
-def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
+def file_wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """The 16 MiB file through ``environ['wsgi.file_wrapper']`` (64 KiB blocks).
 
     ``X-File-Wrapper: server`` says the server provided ``wsgi.file_wrapper``;
@@ -143,7 +141,7 @@ def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
     f = open(path, "rb")  # noqa: SIM115 - the response closes it
     try:
         size = os.fstat(f.fileno()).st_size
-        wrapper = environ.get("wsgi.file_wrapper")
+        wrapper: FileWrapper | None = environ.get("wsgi.file_wrapper")
         start_response("200 OK", [
             ("Content-Type", "application/octet-stream"),
             ("Content-Length", str(size)),

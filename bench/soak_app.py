@@ -37,9 +37,7 @@ import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
-
-StartResponse = Callable[..., Any]
-Environ = dict[str, Any]
+from wsgiref.types import FileWrapper, InputStream, StartResponse, WSGIEnvironment
 
 # Output shapes of /bytes:
 #   list       one bytes object in a list, Content-Length set by the app
@@ -115,10 +113,9 @@ def _generate(pieces: list[bytes]) -> Iterator[bytes]:
     yield from pieces
 
 
-def _read_body(stream: Any, style: str, length: int) -> bytes:
+def _read_body(stream: InputStream, style: str, length: int) -> bytes:
     if style == "all":
-        data: bytes = stream.read()
-        return data
+        return stream.read()
     parts: list[bytes] = []
     if style == "sized":
         while part := stream.read(7_919):
@@ -141,7 +138,7 @@ def _answer(start_response: StartResponse, ident: int, status: str, body: bytes,
     return [body]
 
 
-def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     ident = int(query.get("id", "0"))
     path = environ.get("PATH_INFO", "")
@@ -166,7 +163,7 @@ def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return _answer(start_response, ident, "404 Not Found", b"no such route\n")
 
 
-def _bytes(environ: Environ, start_response: StartResponse, ident: int,
+def _bytes(environ: WSGIEnvironment, start_response: StartResponse, ident: int,
            query: dict[str, str]) -> Iterable[bytes]:
     size = int(query.get("n", "0"))
     mode = query.get("mode", "list")
@@ -197,8 +194,8 @@ def _bytes(environ: Environ, start_response: StartResponse, ident: int,
             f.write(body)
             f.seek(0)
             start_response("200 OK", headers + length)
-            wrapper = environ["wsgi.file_wrapper"]
-            return wrapper(f, piece)  # type: ignore[no-any-return]
+            wrapper: FileWrapper = environ["wsgi.file_wrapper"]
+            return wrapper(f, piece)
         except BaseException:
             f.close()
             raise

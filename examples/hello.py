@@ -1,10 +1,10 @@
 """The smallest WSGI application: ``aiowsgi serve examples.hello:app``."""
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 
-def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     body = b"Hello, world!\n"
     start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
                               ("Content-Length", str(len(body)))])

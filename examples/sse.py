@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from wsgiref.types import StartResponse, WSGIEnvironment
+from wsgiref.types import ErrorStream, StartResponse, WSGIEnvironment
 
 EVENTS = 10
 INTERVAL = 1.0  # seconds between two events
@@ -54,7 +54,7 @@ def event(name: str, data: object, event_id: int | None = None) -> bytes:
 def ticks(environ: WSGIEnvironment) -> Iterator[bytes]:
     # Under a server that has no such key the wait is a plain one-second sleep.
     disconnected: threading.Event = environ.get("aiowsgi.disconnected") or threading.Event()
-    errors = environ["wsgi.errors"]
+    errors: ErrorStream = environ["wsgi.errors"]
     sent = 0
     try:
         for n in range(1, EVENTS + 1):

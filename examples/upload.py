@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from wsgiref.types import StartResponse, WSGIEnvironment
+from wsgiref.types import InputStream, StartResponse, WSGIEnvironment
 
 CHUNK = 64 * 1024
 
@@ -82,7 +82,7 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
         return answer_json(start_response, "411 Length Required",
                            {"error": "send a Content-Length"})
 
-    stream = environ["wsgi.input"]
+    stream: InputStream = environ["wsgi.input"]
     digest = hashlib.sha256()
     size = 0
     while remaining is None or remaining > 0:

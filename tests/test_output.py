@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from aiowsgi import connection
+from aiowsgi import output
 
 from .conftest import StartServer
 from .http import RawClient, Response
@@ -237,23 +237,23 @@ async def test_pieces_wait_behind_what_the_transport_holds(
         finally:
             sock.settimeout(SAFETY)
 
-    real_socket = connection.writev_socket
+    real_socket = output.writev_socket
 
     def unpaused(transport: Any) -> Any:
         transport.set_write_buffer_limits(high=64 * 1024 * 1024)
         return real_socket(transport)
 
     held: list[int] = []  # bytes the transport held as each batch came
-    real_writev = connection.HTTPConnection._writev
+    real_writev = output.writev
 
-    def writev(self: connection.HTTPConnection, pieces: list[bytes], size: int) -> None:
-        held.append(self.transport.get_write_buffer_size())
+    def writev(conn: Any, pieces: list[bytes], size: int) -> None:
+        held.append(conn.transport.get_write_buffer_size())
         if held[-1]:
             read_available()  # the kernel has room now, and the transport doesn't know
-        real_writev(self, pieces, size)
+        real_writev(conn, pieces, size)
 
-    monkeypatch.setattr(connection, "writev_socket", unpaused)
-    monkeypatch.setattr(connection.HTTPConnection, "_writev", writev)
+    monkeypatch.setattr(output, "writev_socket", unpaused)
+    monkeypatch.setattr(output, "writev", writev)
     produced = threading.Event()
 
     def app(environ: Env, start_response: Callable[..., Any]) -> Iterator[bytes]:
@@ -283,49 +283,6 @@ async def test_pieces_wait_behind_what_the_transport_holds(
     head, _, rest = bytes(received).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert rest == body
-
-
-@pytest.mark.parametrize("size", [1_000, 32 * 1024])
-async def test_pieces_handed_over_together_go_out_in_order_in_one_write(
-        start_server: StartServer, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
-    """Everything a thread handed over while the loop was busy is written at once: in
-    one gathering system call on uvloop; where ``writelines`` would copy, small pieces
-    are joined first and large ones written one by one."""
-    from aiowsgi import connection
-
-    runs: list[int] = []
-    leading_bytes = connection._leading_bytes
-
-    def spy(items: list[Any]) -> int:
-        runs.append(leading_bytes(items))
-        return runs[-1]
-
-    monkeypatch.setattr(connection, "_leading_bytes", spy)
-    count = 10 if size > 1_000 else 100  # below send_buffer_size: no wait for credit
-    pieces = [(b"%04d" % i) * (size // 4) for i in range(count)]  # all different
-    go, started, produced = threading.Event(), threading.Event(), threading.Event()
-
-    def app(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        started.set()
-        go.wait(SAFETY)
-        yield from pieces
-        produced.set()
-
-    server = await start_server(app)
-    client = await RawClient.connect(server.host, server.port)
-    try:
-        async with asyncio.timeout(SAFETY):
-            await client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            await asyncio.to_thread(started.wait, SAFETY)
-            go.set()
-            assert produced.wait(SAFETY)  # the loop is held here while the thread hands over
-            response = await client.response()
-    finally:
-        await client.close()
-    assert response.status == 200
-    assert response.body == b"".join(pieces)
-    assert max(runs) == count  # every piece was in one batch
 
 
 # -- backpressure -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from aiowsgi import Config, ConfigError, Server
 from aiowsgi.config import Listen, parse_bind
+from aiowsgi.connection import HTTPConnection
 
 from .http import RawClient, read_response
 from .process import PID_APP, ServeProcess, app_module
@@ -79,7 +81,7 @@ async def test_tcp_nodelay_on_accepted_connections(how: str) -> None:
         reader, writer = await asyncio.open_connection(*server.addresses[0])
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_response(reader)).status == 200
-        (conn,) = server._state.connections  # type: ignore[union-attr]
+        (conn,) = [o for o in gc.get_objects() if type(o) is HTTPConnection]
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         writer.close()

@@ -8,6 +8,6 @@ from .models import Note
 
 
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
+class NoteAdmin(admin.ModelAdmin):  # type: ignore[misc]  # Django ships no types
     list_display = ("title", "created")
     search_fields = ("title", "text")

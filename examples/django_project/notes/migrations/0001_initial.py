@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import migrations, models
 
 
-class Migration(migrations.Migration):
+class Migration(migrations.Migration):  # type: ignore[misc]  # Django ships no types
     initial = True
 
     dependencies = ()
