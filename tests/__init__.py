@@ -2,14 +2,16 @@
 
 Where the test of a behaviour lives:
 
-- ``test_<module>.py``: what ``aiowsgi/<module>`` does, checked over real sockets where
-  the behaviour is on the wire.  The connection's modules: ``test_connection`` (keep-alive,
-  pipelining, reading, the edges of a request head), ``test_states`` (the hand-overs
-  between its ways of working), ``test_rarepaths`` (chunked and large bodies, refusals),
-  ``test_body`` (memory or a temporary file), ``test_output`` (write strategies,
-  backpressure), ``test_sendfile`` (file responses), ``test_admission`` (503/504),
-  ``test_deadlines`` (every timeout); and ``test_wsgi`` (the PEP 3333 contract),
-  ``test_handoff``, ``test_pool``, ``test_sockets``, ``test_tls``, ``test_supervisor``...
+- ``test_<module>.py``: what ``aiowsgi/<module>.py`` does, checked over real sockets where
+  the behaviour is on the wire.  For a connection: ``test_connection`` (keep-alive,
+  pipelining, a client that leaves), ``test_states`` (the state table, transition by
+  transition), ``test_reading`` (heads, their edges, 100-continue), ``test_rarepaths``
+  (chunked and large bodies, refusals), ``test_body`` (memory or a temporary file),
+  ``test_admission`` (503 and 504), ``test_output`` (one write per batch), ``test_flow``
+  (backpressure), ``test_sendfile`` (file responses), ``test_deadlines`` (every timeout);
+  then ``test_wsgi`` (the PEP 3333 contract), ``test_http11``, ``test_handoff``,
+  ``test_pool``, ``test_server``, ``test_sockets``, ``test_tls``, ``test_supervisor``
+  and the rest, one per module.
 - ``system/``: qualities of the whole server rather than of one module: clients that
   reset by the thousand (``test_faults``), idle connections by the thousand
   (``test_scale``), what a request costs the garbage collector (``test_gc_budget``).
@@ -20,5 +22,6 @@ Where the test of a behaviour lives:
 Helpers, each defined once: ``waiting`` (``SAFETY``, the one safety timeout, and polling),
 ``http`` (a raw HTTP client and request helpers), ``process`` (``aiowsgi serve`` in a
 subprocess), ``apps`` (echo apps, a gate, file apps), ``logs`` (what the server logged),
-``conftest`` (``start_server``: a live server on each event loop).
+``fake_transport`` (a connection driven without sockets or threads), ``conftest``
+(``start_server``: a live server on each event loop).
 """
