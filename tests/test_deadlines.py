@@ -175,7 +175,7 @@ async def test_client_that_stops_reading_is_cut_off(start_server: StartServer) -
 
 
 async def test_file_to_a_client_that_stops_reading_hits_the_send_timeout(
-        start_server: Any, tmp_path: Path) -> None:
+        start_server: StartServer, tmp_path: Path) -> None:
     path = tmp_path / "sparse.bin"
     with open(path, "wb") as f:
         f.truncate(256 * 1024 * 1024)  # more than every kernel buffer on the way can hold

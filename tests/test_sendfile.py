@@ -36,7 +36,7 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
 
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
-async def test_file_wrapper_sends_the_file(start_server: Any, validate: bool,
+async def test_file_wrapper_sends_the_file(start_server: StartServer, validate: bool,
                                            data_file: tuple[Path, bytes]) -> None:
     path, data = data_file
     opened: list[TrackedFile] = []
@@ -57,7 +57,7 @@ async def test_file_wrapper_sends_the_file(start_server: Any, validate: bool,
     assert f.closed
 
 
-async def test_file_wrapper_from_offset(start_server: Any,
+async def test_file_wrapper_from_offset(start_server: StartServer,
                                         data_file: tuple[Path, bytes]) -> None:
     path, data = data_file
     opened: list[TrackedFile] = []
@@ -70,7 +70,7 @@ async def test_file_wrapper_from_offset(start_server: Any,
     assert await asyncio.to_thread(opened[0].close_event.wait, SAFETY)
 
 
-async def test_file_wrapper_keeps_the_connection_alive(start_server: Any,
+async def test_file_wrapper_keeps_the_connection_alive(start_server: StartServer,
                                                        data_file: tuple[Path, bytes]) -> None:
     path, data = data_file
     opened: list[TrackedFile] = []
@@ -88,7 +88,7 @@ async def test_file_wrapper_keeps_the_connection_alive(start_server: Any,
         assert await asyncio.to_thread(f.close_event.wait, SAFETY)
 
 
-async def test_file_wrapper_head_sends_no_body(start_server: Any,
+async def test_file_wrapper_head_sends_no_body(start_server: StartServer,
                                                data_file: tuple[Path, bytes]) -> None:
     path, data = data_file
     opened: list[TrackedFile] = []
@@ -112,7 +112,7 @@ async def test_file_wrapper_head_sends_no_body(start_server: Any,
 
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
-async def test_file_wrapper_over_bytesio(start_server: Any, validate: bool) -> None:
+async def test_file_wrapper_over_bytesio(start_server: StartServer, validate: bool) -> None:
     data = random.Random(5).randbytes(200_000)
     opened: list[TrackedBytesIO] = []
     server = await start_server(file_app(opened, lambda: TrackedBytesIO(data)),
@@ -124,7 +124,7 @@ async def test_file_wrapper_over_bytesio(start_server: Any, validate: bool) -> N
 
 
 async def test_file_wrapper_shorter_than_content_length_aborts(
-        start_server: Any, caplog: pytest.LogCaptureFixture,
+        start_server: StartServer, caplog: pytest.LogCaptureFixture,
         data_file: tuple[Path, bytes]) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
     path, data = data_file
@@ -175,7 +175,7 @@ async def test_file_wrapper_is_zero_copy_on_both_loops(
 
 
 async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
-        start_server: Any, caplog: pytest.LogCaptureFixture,
+        start_server: StartServer, caplog: pytest.LogCaptureFixture,
         data_file: tuple[Path, bytes]) -> None:
     caplog.set_level(logging.INFO, logger=ERROR_LOGGER)
     path, _ = data_file
@@ -192,7 +192,7 @@ async def test_client_leaving_in_the_middle_of_a_file_is_no_error(
 
 
 async def test_a_stalled_file_download_does_not_hold_up_another(
-        start_server: Any, tmp_path: Path, data_file: tuple[Path, bytes]) -> None:
+        start_server: StartServer, tmp_path: Path, data_file: tuple[Path, bytes]) -> None:
     big = tmp_path / "sparse.bin"
     with open(big, "wb") as f:
         f.truncate(256 * 1024 * 1024)

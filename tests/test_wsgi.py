@@ -103,7 +103,7 @@ def capturing_app(captured: list[Environ], checks: list[Any] | None = None) -> A
     return app
 
 
-async def test_environ_request_line(start_server: Any) -> None:
+async def test_environ_request_line(start_server: StartServer) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     client = await connect(server)
@@ -124,7 +124,7 @@ async def test_environ_request_line(start_server: Any) -> None:
     assert second["QUERY_STRING"] == ""
 
 
-async def test_environ_content_type_and_length_only_when_sent(start_server: Any) -> None:
+async def test_environ_content_type_and_length_only_when_sent(start_server: StartServer) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     client = await connect(server)
@@ -145,7 +145,7 @@ async def test_environ_content_type_and_length_only_when_sent(start_server: Any)
     assert post["CONTENT_LENGTH"] == "5"
 
 
-async def test_environ_server_and_remote_addresses(start_server: Any) -> None:
+async def test_environ_server_and_remote_addresses(start_server: StartServer) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     client = await connect(server)
@@ -164,7 +164,7 @@ async def test_environ_server_and_remote_addresses(start_server: Any) -> None:
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
-async def test_environ_server_protocol(start_server: Any, version: str) -> None:
+async def test_environ_server_protocol(start_server: StartServer, version: str) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     raw = await raw_exchange(server, get_request("/", version=version))
@@ -174,7 +174,7 @@ async def test_environ_server_protocol(start_server: Any, version: str) -> None:
     assert environ["SERVER_PROTOCOL"] == version
 
 
-async def test_environ_repeated_headers_are_joined(start_server: Any) -> None:
+async def test_environ_repeated_headers_are_joined(start_server: StartServer) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     await raw_exchange(server, get_request(
@@ -184,7 +184,7 @@ async def test_environ_repeated_headers_are_joined(start_server: Any) -> None:
     assert environ["HTTP_X_OTHER"] == "1"
 
 
-async def test_environ_drops_header_names_with_underscores(start_server: Any) -> None:
+async def test_environ_drops_header_names_with_underscores(start_server: StartServer) -> None:
     captured: list[Environ] = []
     server = await start_server(capturing_app(captured))
     raw = await raw_exchange(server, get_request(extra="X_Evil: 1\r\nX-Good: 2\r\n"))
@@ -195,7 +195,7 @@ async def test_environ_drops_header_names_with_underscores(start_server: Any) ->
     assert environ["HTTP_X_GOOD"] == "2"
 
 
-async def test_environ_wsgi_keys(start_server: Any) -> None:
+async def test_environ_wsgi_keys(start_server: StartServer) -> None:
     captured: list[Environ] = []
     checks: list[Any] = []
     server = await start_server(capturing_app(captured, checks))
@@ -215,7 +215,7 @@ async def test_environ_wsgi_keys(start_server: Any) -> None:
 # -- 2. start_response -----------------------------------------------------------------
 
 
-async def test_empty_chunk_does_not_send_headers(start_server: Any,
+async def test_empty_chunk_does_not_send_headers(start_server: StartServer,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -235,7 +235,7 @@ async def test_empty_chunk_does_not_send_headers(start_server: Any,
 
 
 async def test_start_response_twice_without_exc_info_fails(
-        start_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -254,7 +254,7 @@ async def test_start_response_twice_without_exc_info_fails(
 
 
 async def test_start_response_exc_info_before_headers_replaces_status(
-        start_server: Any) -> None:
+        start_server: StartServer) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         start_response("200 OK", [*TEXT, ("X-First", "yes")])
         try:
@@ -273,7 +273,7 @@ async def test_start_response_exc_info_before_headers_replaces_status(
 
 
 async def test_start_response_exc_info_after_headers_aborts(
-        start_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
     tracked: list[Tracked] = []
 
@@ -306,7 +306,7 @@ async def test_start_response_exc_info_after_headers_aborts(
 # -- 3. write() -------------------------------------------------------------------------
 
 
-async def test_write_bytes_come_before_the_iterable(start_server: Any) -> None:
+async def test_write_bytes_come_before_the_iterable(start_server: StartServer) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         write = start_response("200 OK", TEXT)
         write(b"written-1 ")
@@ -321,7 +321,7 @@ async def test_write_bytes_come_before_the_iterable(start_server: Any) -> None:
     assert headers["Transfer-Encoding"] == "chunked"
 
 
-async def test_write_with_content_length(start_server: Any) -> None:
+async def test_write_with_content_length(start_server: StartServer) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         write = start_response("200 OK", [*TEXT, ("Content-Length", "9")])
         write(b"abc")
@@ -341,7 +341,7 @@ async def test_write_with_content_length(start_server: Any) -> None:
         await client.close()
 
 
-async def test_write_before_start_response_fails(start_server: Any,
+async def test_write_before_start_response_fails(start_server: StartServer,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -367,7 +367,7 @@ async def test_write_before_start_response_fails(start_server: Any,
 
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
-async def test_list_body(start_server: Any, validate: bool) -> None:
+async def test_list_body(start_server: StartServer, validate: bool) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", TEXT)
         return [b"hello ", b"", b"world"]
@@ -391,7 +391,7 @@ async def test_list_body(start_server: Any, validate: bool) -> None:
         assert response.all("Content-Length") == ["11"]
 
 
-async def test_generator_body(start_server: Any) -> None:
+async def test_generator_body(start_server: StartServer) -> None:
     parts = [os.urandom(n) for n in (1, 100, 70_000, 3, 300_000)]
 
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
@@ -413,7 +413,7 @@ async def test_generator_body(start_server: Any) -> None:
         await client.close()
 
 
-async def test_generator_body_http10_is_close_delimited(start_server: Any) -> None:
+async def test_generator_body_http10_is_close_delimited(start_server: StartServer) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
         start_response("200 OK", TEXT)
         yield b"one "
@@ -431,7 +431,7 @@ async def test_generator_body_http10_is_close_delimited(start_server: Any) -> No
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
 @pytest.mark.parametrize("shape", ["list", "generator", "empty-chunk"])
-async def test_empty_body_gets_content_length_zero(start_server: Any, validate: bool,
+async def test_empty_body_gets_content_length_zero(start_server: StartServer, validate: bool,
                                                    shape: str) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", TEXT)
@@ -455,7 +455,7 @@ async def test_empty_body_gets_content_length_zero(start_server: Any, validate: 
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
 @pytest.mark.parametrize("shape", ["list", "generator"])
-async def test_app_content_length_is_respected(start_server: Any, validate: bool,
+async def test_app_content_length_is_respected(start_server: StartServer, validate: bool,
                                                shape: str) -> None:
     body = os.urandom(50_000)
 
@@ -482,7 +482,7 @@ async def test_app_content_length_is_respected(start_server: Any, validate: bool
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
 @pytest.mark.parametrize("shape", ["list", "generator"])
 async def test_more_than_content_length_is_truncated_and_closed(
-        start_server: Any, validate: bool, shape: str) -> None:
+        start_server: StartServer, validate: bool, shape: str) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [*TEXT, ("Content-Length", "10")])
         parts = [b"0123456", b"789abcdef", b"ghijk"]
@@ -505,7 +505,7 @@ async def test_more_than_content_length_is_truncated_and_closed(
         await client.close()
 
 
-async def test_app_error_on_head_sends_no_body(start_server: Any) -> None:
+async def test_app_error_on_head_sends_no_body(start_server: StartServer) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] == "HEAD":
             raise RuntimeError("boom")
@@ -528,7 +528,7 @@ async def test_app_error_on_head_sends_no_body(start_server: Any) -> None:
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
 @pytest.mark.parametrize("shape", ["list", "generator"])
-async def test_less_than_content_length_aborts(start_server: Any, validate: bool,
+async def test_less_than_content_length_aborts(start_server: StartServer, validate: bool,
                                                shape: str) -> None:
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [*TEXT, ("Content-Length", "100")])
@@ -546,7 +546,7 @@ async def test_less_than_content_length_aborts(start_server: Any, validate: bool
 
 @pytest.mark.parametrize("shape", ["list", "generator", "error"])
 async def test_aborted_response_delivers_what_was_produced(
-        start_server: Any, shape: str) -> None:
+        start_server: StartServer, shape: str) -> None:
     """Aborting a response closes the connection after the bytes already produced, it
     does not throw away what the transport still buffers (more than a socket buffer)."""
     body = random.Random(3).randbytes(8 * 1024 * 1024)
@@ -713,7 +713,7 @@ def failing_app(fail: Callable[[Environ, StartResponse], Iterable[bytes]]) -> An
     return app
 
 
-async def test_exception_before_start_response(start_server: Any,
+async def test_exception_before_start_response(start_server: StartServer,
                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -728,7 +728,7 @@ async def test_exception_before_start_response(start_server: Any,
 
 
 @pytest.mark.parametrize("shape", ["list", "generator"])
-async def test_str_in_iterable(start_server: Any, caplog: pytest.LogCaptureFixture,
+async def test_str_in_iterable(start_server: StartServer, caplog: pytest.LogCaptureFixture,
                                shape: str) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -745,7 +745,7 @@ async def test_str_in_iterable(start_server: Any, caplog: pytest.LogCaptureFixtu
 
 @pytest.mark.parametrize("status", ["200", "abc", "2000 OK", "099 Low", "OK 200", b"200 OK",
                                     "200 OK\r\nX-Injected: yes"])
-async def test_bad_status_line(start_server: Any, caplog: pytest.LogCaptureFixture,
+async def test_bad_status_line(start_server: StartServer, caplog: pytest.LogCaptureFixture,
                                status: Any) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -766,7 +766,7 @@ async def test_bad_status_line(start_server: Any, caplog: pytest.LogCaptureFixtu
     ("X-Header\r\nX-Injected", "yes"),
     ("X-Header: yes\r\nX-Injected", "yes"),
 ])
-async def test_header_injection(start_server: Any, caplog: pytest.LogCaptureFixture,
+async def test_header_injection(start_server: StartServer, caplog: pytest.LogCaptureFixture,
                                 header: tuple[str, str]) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
 
@@ -783,7 +783,7 @@ async def test_header_injection(start_server: Any, caplog: pytest.LogCaptureFixt
 
 @pytest.mark.parametrize("name", ["Transfer-Encoding", "Upgrade", "Keep-Alive", "TE",
                                   "Trailer"])
-async def test_hop_by_hop_header_from_app(start_server: Any,
+async def test_hop_by_hop_header_from_app(start_server: StartServer,
                                           caplog: pytest.LogCaptureFixture,
                                           name: str) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
@@ -860,7 +860,7 @@ async def test_a_string_subclass_is_refused_even_after_the_same_value_passed(
 # -- 6. close() ---------------------------------------------------------------------------
 
 
-async def test_close_called_after_normal_response(start_server: Any) -> None:
+async def test_close_called_after_normal_response(start_server: StartServer) -> None:
     tracked: list[Tracked] = []
 
     def app(environ: Environ, start_response: StartResponse) -> Tracked:
@@ -876,7 +876,7 @@ async def test_close_called_after_normal_response(start_server: Any) -> None:
 
 
 async def test_close_called_after_error_mid_iteration(
-        start_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger=ERROR_LOGGER)
     tracked = Tracked([b"first", b"second", b"third"], error_after=2)
 
@@ -894,7 +894,7 @@ async def test_close_called_after_error_mid_iteration(
     assert_logged(caplog, RuntimeError, "tracked iterable failed mid-iteration")
 
 
-async def test_close_called_when_client_disconnects_mid_stream(start_server: Any) -> None:
+async def test_close_called_when_client_disconnects_mid_stream(start_server: StartServer) -> None:
     chunk = b"x" * 65536
     tracked = Tracked(chunk for _ in range(10_000))
 
@@ -925,7 +925,7 @@ CLOSE_ORDER_WINDOW = 0.5
 
 @pytest.mark.parametrize("validate", [False, True], ids=["bare", "validated"])
 @pytest.mark.parametrize("framing", ["chunked", "content-length"])
-async def test_close_runs_before_client_sees_the_end(start_server: Any, validate: bool,
+async def test_close_runs_before_client_sees_the_end(start_server: StartServer, validate: bool,
                                                      framing: str) -> None:
     client_has_all = threading.Event()
     seen_by_close: list[bool] = []
@@ -1064,12 +1064,12 @@ async def _check_input(server: Any, results: dict[str, Any], body: bytes, modes:
 
 @pytest.mark.parametrize("transfer", ["content-length", "chunked"])
 @pytest.mark.parametrize("size", ["small", "spooled"])
-async def test_wsgi_input(start_server: Any, transfer: str, size: str) -> None:
+async def test_wsgi_input(start_server: StartServer, transfer: str, size: str) -> None:
     results: dict[str, Any] = {}
     body = make_body(2000 if size == "small" else 100 * 1024)
     # body_buffer_size=1024 puts the 100 KiB body in a temporary file; the small body
     # stays in memory with the default buffer size.
-    options = {"body_buffer_size": 1024} if size == "spooled" else {}
+    options: dict[str, Any] = {"body_buffer_size": 1024} if size == "spooled" else {}
     server = await start_server(echo_input_app(results), **options)
     await _check_input(server, results, body, VALIDATED_MODES, transfer=transfer,
                        spooled=size == "spooled")
@@ -1080,7 +1080,7 @@ async def test_wsgi_input(start_server: Any, transfer: str, size: str) -> None:
 
 
 async def test_wsgi_input_spooled_file_is_closed_after_the_response(
-        start_server: Any) -> None:
+        start_server: StartServer) -> None:
     """The server closes the request body it made, even when middleware (here the
     validator) replaced ``environ['wsgi.input']`` with a wrapper."""
     bodies: list[Any] = []
