@@ -81,7 +81,11 @@ async def test_tcp_nodelay_on_accepted_connections(how: str) -> None:
         reader, writer = await asyncio.open_connection(*server.addresses[0])
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert (await read_response(reader)).status == 200
-        (conn,) = [o for o in gc.get_objects() if type(o) is HTTPConnection]
+        # this client's connection: one of an earlier test may not be collected yet
+        mine = writer.get_extra_info("sockname")
+        (conn,) = [o for o in gc.get_objects() if type(o) is HTTPConnection
+                   and not o.transport.is_closing()
+                   and o.transport.get_extra_info("peername") == mine]
         sock = conn.transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         writer.close()
