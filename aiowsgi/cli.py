@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, choice_value, option_choices, option_type
-from .server import (
+from .runner import (
     StopSignal,
     check_options,
     configure_logging,

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .server import Server, loop_factory
+from .runner import loop_factory
+from .server import Server
 from .wsgi import WSGIApp
 
 if TYPE_CHECKING:
