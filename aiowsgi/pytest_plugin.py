@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from .loading import AppLoadError, load_app
 from .testing import AppErrors, LiveServer, LiveServerFactory
 from .wsgi import WSGIApp
 
@@ -67,8 +68,6 @@ def raise_app_errors(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(scope="session")
 def aiowsgi_app(pytestconfig: pytest.Config) -> WSGIApp:
     """The application named by the ``aiowsgi_app`` ini option; override to build one."""
-    from .cli import AppLoadError, load_app
-
     spec = pytestconfig.getini("aiowsgi_app")
     if not spec:
         pytest.fail("no application for the aiowsgi fixtures: set aiowsgi_app = "
