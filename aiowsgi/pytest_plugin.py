@@ -31,11 +31,10 @@ from typing import Any
 
 import pytest
 
+from ._pytest_settings import raise_app_errors
 from .loading import AppLoadError, load_app
 from .testing import AppErrors, LiveServer, LiveServerFactory
 from .wsgi import WSGIApp
-
-PYTEST_EXTRA = "pip install 'aiowsgi[pytest]'"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,14 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         from . import _pytest_no_async as fixtures  # type: ignore[no-redef]
     config.pluginmanager.register(fixtures, "aiowsgi-async-fixtures")
-
-
-def raise_app_errors(request: pytest.FixtureRequest) -> bool:
-    """This test's default for re-raising application errors (marker, then ini)."""
-    marker = request.node.get_closest_marker("aiowsgi")
-    if marker is not None and "raise_app_errors" in marker.kwargs:
-        return bool(marker.kwargs["raise_app_errors"])
-    return bool(request.config.getini("aiowsgi_raise_app_errors"))
 
 
 @pytest.fixture(scope="session")

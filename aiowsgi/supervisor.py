@@ -1,7 +1,7 @@
 """``--workers N``: N server processes sharing the listening sockets, kept alive.
 
 The supervisor binds every socket itself, then starts each worker as a fresh Python
-process running ``aiowsgi serve`` (:func:`worker_main`) that inherits them (``fd://N``)
+process running ``aiowsgi serve`` (:mod:`aiowsgi.supervised_worker`) that inherits them (``fd://N``)
 and gets its options through ``AIOWSGI_*`` variables; no event loop, thread or
 application exists in the supervisor, so nothing is forked in an odd state.  Because the
 sockets stay open in the supervisor, a connection that arrives while workers come and go
@@ -134,7 +134,7 @@ class Supervisor:
             env[metrics.STATS_FD_ENV] = str(theirs.fileno())
             fds.append(theirs.fileno())
         try:
-            with _sigint_blocked():  # until worker_main ignores it: see there
+            with _sigint_blocked():  # until the worker ignores it: see supervised_worker
                 proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
         except BaseException:
             for sock in (ours, theirs):
@@ -351,23 +351,7 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def worker_main() -> None:
-    """A worker: ``aiowsgi serve`` that ignores SIGINT, since the supervisor decides.
-
-    Until the server installs its handlers, Python would turn a SIGINT into a
-    KeyboardInterrupt: a traceback, and a worker that did not start.  So the worker
-    starts with SIGINT blocked (see ``Supervisor.spawn``), and ignores it here first
-    thing, which discards one already sent; ignored rather than blocked, it does not stay
-    blocked in the threads and processes the application starts.  SIGTERM keeps its
-    default until then: it ends the worker quietly.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    from .cli import main
-
-    sys.exit(main())
-
-
 def worker_command(app: str) -> list[str]:
-    return [sys.executable, "-c", "from aiowsgi.supervisor import worker_main; worker_main()",
+    """The command that starts a worker serving ``app``: see :mod:`aiowsgi.supervised_worker`."""
+    return [sys.executable, "-c", "from aiowsgi.supervised_worker import main; main()",
             "serve", app]
