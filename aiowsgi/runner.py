@@ -21,10 +21,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import allocator, metrics
+from . import allocator, environment, metrics
 from .config import Config, ConfigError
 from .server import Server
-from .supervisor import SUPERVISED_ENV, signal_ready
+from .supervisor import signal_ready
 from .tls import tls_context
 from .wsgi import WSGIApp
 
@@ -131,7 +131,7 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             log.info("%s received: shutting down gracefully", signum.name)
         await server.shutdown()
 
-    supervised = os.environ.get(SUPERVISED_ENV) == "1"
+    supervised = os.environ.get(environment.SUPERVISED) == "1"
 
     async def watch_supervisor(parent: int) -> None:
         # a worker whose supervisor died (SIGKILL, a crash) must not live on as an orphan
@@ -167,7 +167,7 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
                 stop_metrics = metrics.start(config.metrics_bind,
                                              lambda: [({}, server.stats())])
                 log.info("metrics at http://%s/metrics", config.metrics_bind)
-            stats_fd = os.environ.pop(metrics.STATS_FD_ENV, "")
+            stats_fd = os.environ.pop(environment.STATS_FD, "")
             if supervised and stats_fd.isdigit():
                 stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),

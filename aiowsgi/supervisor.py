@@ -22,7 +22,6 @@ worker too, and exits 0: a worker that ends while the supervisor stops is no fai
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import select
@@ -33,45 +32,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from . import metrics
+from . import environment, metrics
 from .config import Config, ConfigError
 from .sockets import bind_sockets, remove_socket_files, socket_files
 
 log = logging.getLogger("aiowsgi.error")
 
-READY_FD_ENV = "AIOWSGI_READY_FD"
-SUPERVISED_ENV = "AIOWSGI_SUPERVISED"  # in a worker: signals come from the supervisor
 _START_TIMEOUT = 60.0  # seconds a new worker has to start serving
 _CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
 _MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
 _STATS_TIMEOUT = 1.0  # seconds a worker has to report its counters to a metrics scrape
-
-
-def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
-    """``config`` as AIOWSGI_* variables for a worker: its own options, the inherited
-    sockets, and one worker."""
-    env = {}
-    defaults = Config()
-    for f in dataclasses.fields(Config):
-        value: Any = getattr(config, f.name)
-        if value == getattr(defaults, f.name):
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        env["AIOWSGI_" + f.name.upper()] = str(value)
-    for name in ("AIOWSGI_UDS", "AIOWSGI_FD", "AIOWSGI_HOST", "AIOWSGI_PORT"):
-        env.pop(name, None)
-    env["AIOWSGI_BIND"] = ",".join(f"fd://{sock.fileno()}" for sock in sockets)
-    env["AIOWSGI_WORKERS"] = "1"
-    env[SUPERVISED_ENV] = "1"
-    env.pop("AIOWSGI_RELOAD", None)
-    env.pop("AIOWSGI_RELOAD_DIR", None)
-    env.pop("AIOWSGI_METRICS_BIND", None)  # the supervisor serves the workers' metrics
-    return env
 
 
 class Worker:
@@ -103,7 +74,8 @@ class Supervisor:
         self.socket_files = socket_files(config)  # removed when the supervisor exits
         for sock in self.sockets:
             sock.set_inheritable(True)
-        self.env = {**environ, **_option_env(config, self.sockets)}
+        self.env = {**environ, **environment.worker_variables(
+            config, [sock.fileno() for sock in self.sockets])}
         self.workers: list[Worker] = []
         self.starting: Worker | None = None  # spawned, not serving yet
         self.stopping = 0  # signals received that ask to stop
@@ -126,12 +98,12 @@ class Supervisor:
     def spawn(self) -> Worker | None:
         """Start a worker and wait until it serves; None if it failed to."""
         ready_r, ready_w = os.pipe()
-        env = {**self.env, READY_FD_ENV: str(ready_w)}
+        env = {**self.env, environment.READY_FD: str(ready_w)}
         fds = [sock.fileno() for sock in self.sockets] + [ready_w]
         ours = theirs = None
         if self.config.metrics_bind:
             ours, theirs = socket.socketpair()
-            env[metrics.STATS_FD_ENV] = str(theirs.fileno())
+            env[environment.STATS_FD] = str(theirs.fileno())
             fds.append(theirs.fileno())
         try:
             with _sigint_blocked():  # until the worker ignores it: see supervised_worker
@@ -332,7 +304,7 @@ def supervise(argv: list[str], config: Config) -> int:
 
 def signal_ready() -> None:
     """In a worker: tell the supervisor that this process serves now."""
-    fd = os.environ.pop(READY_FD_ENV, None)
+    fd = os.environ.pop(environment.READY_FD, None)
     if fd is not None and fd.isdigit():
         try:
             os.write(int(fd), b"1")
