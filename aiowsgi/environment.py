@@ -108,13 +108,22 @@ def write_options(config: Config) -> dict[str, str]:
     return written
 
 
-def worker_variables(config: Config, fds: Iterable[int]) -> dict[str, str]:
-    """The variables that make a ``--workers`` worker serve as ``config`` says: its own
-    options, on the sockets it inherits (``fd://N``) instead of the addresses, as one
-    worker, without the supervisor's own options (--reload, --metrics-bind: the
-    supervisor serves the workers' metrics), and told that it is supervised."""
+def worker_environment(inherited: Mapping[str, str], config: Config,
+                       fds: Iterable[int]) -> dict[str, str]:
+    """The environment of a ``--workers`` worker that serves as ``config`` says.
+
+    The inherited variables that set an option are dropped: the worker's options are the
+    supervisor's, the command line's included, whatever the environment said (an
+    ``AIOWSGI_RELOAD=true`` kept would make each worker a supervisor in turn).  Written
+    instead: ``config`` on the sockets the worker inherits (``fd://N``) rather than its
+    addresses, as one worker, without the supervisor's own options (--reload,
+    --metrics-bind: the supervisor serves the workers' metrics), and told that it is
+    supervised.
+    """
+    options = {variable(f.name) for f in dataclasses.fields(Config)}
+    environ = {name: value for name, value in inherited.items() if name not in options}
     defaults = Config()
     worker = config.replace(
         bind=tuple(f"fd://{fd}" for fd in fds), uds="", fd=defaults.fd, host=defaults.host,
         port=defaults.port, workers=1, reload=False, reload_dir=(), metrics_bind="")
-    return {**write_options(worker), variable("workers"): "1", SUPERVISED: "1"}
+    return {**environ, **write_options(worker), SUPERVISED: "1"}

@@ -74,8 +74,8 @@ class Supervisor:
         self.socket_files = socket_files(config)  # removed when the supervisor exits
         for sock in self.sockets:
             sock.set_inheritable(True)
-        self.env = {**environ, **environment.worker_variables(
-            config, [sock.fileno() for sock in self.sockets])}
+        self.env = environment.worker_environment(
+            environ, config, [sock.fileno() for sock in self.sockets])
         self.workers: list[Worker] = []
         self.starting: Worker | None = None  # spawned, not serving yet
         self.stopping = 0  # signals received that ask to stop

@@ -139,8 +139,18 @@ def test_a_worker_serves_the_inherited_sockets_as_one_supervised_worker() -> Non
     config = Config(host="0.0.0.0", port=9000, uds="/tmp/a.sock", threads=3, workers=4,
                     reload=True, reload_dir=("src",), metrics_bind="127.0.0.1:9100",
                     log_level="debug")
-    variables = environment.worker_variables(config, [5, 6])
-    assert variables[environment.SUPERVISED] == "1"
-    worker = Config(**environment.read_options(variables))
-    assert worker == dataclasses.replace(
+    worker = environment.worker_environment({"PATH": "/bin"}, config, [5, 6])
+    assert worker[environment.SUPERVISED] == "1" and worker["PATH"] == "/bin"
+    assert Config(**environment.read_options(worker)) == dataclasses.replace(
         DEFAULTS, bind=("fd://5", "fd://6"), threads=3, log_level="debug")
+
+
+def test_a_worker_takes_no_option_from_the_inherited_environment() -> None:
+    """The supervisor's options are the worker's: a variable the command line overrode,
+    or one for the supervisor only (--reload would make each worker a supervisor)."""
+    inherited = {"AIOWSGI_THREADS": "4", "AIOWSGI_RELOAD": "true", "AIOWSGI_WORKERS": "3",
+                 "AIOWSGI_UDS": "/tmp/b.sock", "AIOWSGI_METRICS_BIND": "127.0.0.1:9100",
+                 "AIOWSGI_APP": "m:app", "HOME": "/root"}
+    worker = environment.worker_environment(inherited, Config(), [5])
+    assert Config(**environment.read_options(worker)) == Config(bind=("fd://5",))
+    assert (worker["AIOWSGI_APP"], worker["HOME"]) == ("m:app", "/root")
