@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NoReturn
 
 from . import __version__, environment
-from .config import Config, ConfigError, choice_value, option_choices, option_type
+from .config import (
+    RUN_SCOPES,
+    Config,
+    ConfigError,
+    choice_value,
+    narrowed_to,
+    option_choices,
+    option_type,
+)
 from .loading import AppLoadError, load_app
 from .runner import (
     StopSignal,
@@ -235,7 +243,7 @@ def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Confi
             argv = worker_command(spec) + (["--factory"] if factory else []) + (
                 ["--app-dir", app_dir] if app_dir is not None else [])
             return supervise(argv, config)
-        run(app, config)
+        run(app, narrowed_to(config, RUN_SCOPES))  # --workers and --reload are ours
     except ConfigError as exc:
         option_error(exc)
     except OSError as exc:

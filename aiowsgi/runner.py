@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import allocator, environment, metrics
-from .config import Config, ConfigError
+from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
 from .server import Server
 from .supervisor import signal_ready
 from .tls import tls_context
@@ -100,10 +100,11 @@ def configure_logging(level: str, log_config: str = "") -> None:
 def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     """Serve ``app`` on a new event loop until SIGINT or SIGTERM, then shut down gracefully.
 
-    A second signal during the graceful shutdown closes every connection at once.
+    A second signal during the graceful shutdown closes every connection at once.  It
+    takes the server's options and the process's (``loop``, ``log_level``...), not the
+    command line's (``workers``, ``reload``, ``reload_dir``): those are a TypeError.
     """
-    config = config if config is not None else Config()
-    config = with_systemd_sockets(config.replace(**options) if options else config)
+    config = with_systemd_sockets(config_for("run()", RUN_SCOPES, config, options))
     factory = loop_factory(config.loop)
     configure_logging(config.log_level, config.log_config)
     allocator.tune(config.malloc_trim_threshold)
@@ -113,7 +114,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
 
 async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     loop = asyncio.get_running_loop()
-    server = Server(app, config)
+    server = Server(app, narrowed_to(config, SERVER_SCOPES))  # the rest is ours
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
     previous: dict[signal.Signals, Any] = {}
     received: list[int] = []

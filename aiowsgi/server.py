@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .config import Config, ConfigError
+from .config import SERVER_SCOPES, Config, ConfigError, config_for
 from .connection import HTTPConnection, ServerState
 from .handoff import resolve
 from .pool import WorkerPool
@@ -28,11 +28,6 @@ from .wsgi import WSGIApp
 log = logging.getLogger("aiowsgi.error")
 
 
-def _config(config: Config | None, options: dict[str, Any]) -> Config:
-    base = config if config is not None else Config()
-    return base.replace(**options) if options else base
-
-
 class Server:
     """An aiowsgi server for one WSGI application.
 
@@ -41,13 +36,17 @@ class Server:
         async with Server(app, port=0) as server:
             print(server.url)
             await server.serve_forever()
+
+    It takes the server's options only: one that belongs to the process (``loop``,
+    ``log_level``...) or to the command line (``workers``...) is a TypeError that says
+    so, rather than a setting without effect.
     """
 
     def __init__(self, app: WSGIApp, config: Config | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"the WSGI application must be callable, got {app!r}")
         self.app = app
-        self.config = _config(config, options)
+        self.config = config_for("Server()", SERVER_SCOPES, config, options)
         self._servers: list[asyncio.Server] = []
         self._socket_files: list[SocketFile] = []  # Unix socket files bound here
         self._started = False
@@ -331,7 +330,8 @@ async def serve(app: WSGIApp, config: Config | None = None, **options: Any) -> N
 
     Installs no signal handlers: the program that embeds the server owns them.
     """
-    async with Server(app, config, **options) as server:
+    config = config_for("serve()", SERVER_SCOPES, config, options)
+    async with Server(app, config) as server:
         await server.serve_forever()
 
 
