@@ -44,7 +44,7 @@ DEFAULTS = Config()
 
 
 def _numbers(f: dataclasses.Field[Any]) -> Iterator[Any]:
-    kind, default = option_type(f), f.default
+    kind, default = option_type(f), getattr(DEFAULTS, f.name)
     low, high = f.metadata["min"], f.metadata["max"]
     yield from (low, high)
     yield default + 1

@@ -21,7 +21,7 @@ def _module_name(path: Path) -> str:
 def _imported(tree: ast.Module, modules: set[str]) -> set[str]:
     """The package's modules that ``tree`` imports (the package itself for a name its
     ``__init__`` defines, such as ``from . import __version__``)."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in modules)

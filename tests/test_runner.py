@@ -79,7 +79,7 @@ def test_run_acts_on_the_process_options_and_serves(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert proc.stderr is not None
-        lines = []
+        lines: list[str] = []
         while not lines or "aiowsgi serving" not in lines[-1]:
             line = proc.stderr.readline()
             assert line, "".join(lines)
