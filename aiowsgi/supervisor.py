@@ -1,9 +1,10 @@
 """``--workers N``: N server processes sharing the listening sockets, kept alive.
 
 The supervisor binds every socket itself, then starts each worker as a fresh Python
-process running ``aiowsgi serve`` (:mod:`aiowsgi.supervised_worker`) that inherits them (``fd://N``)
-and gets its options through ``AIOWSGI_*`` variables; no event loop, thread or
-application exists in the supervisor, so nothing is forked in an odd state.  Because the
+process running ``aiowsgi serve`` (:mod:`aiowsgi.supervised_worker`) that inherits them
+(``fd://N``) and gets its options through ``AIOWSGI_*`` variables (written by
+:func:`aiowsgi.environment.worker_environment`); no event loop, thread or application
+exists in the supervisor, so nothing is forked in an odd state.  Because the
 sockets stay open in the supervisor, a connection that arrives while workers come and go
 waits in the listen queue instead of being refused.
 
