@@ -92,11 +92,14 @@ class Request:
 def parse_head(
     head: bytes,
     *,
-    max_request_line: int = 8192,
-    max_header_size: int = 65536,
-    max_header_count: int = 100,
+    max_request_line: int,
+    max_header_size: int,
+    max_header_count: int,
 ) -> Request:
-    """Parse a request head ending in CRLF CRLF (the terminator may be omitted)."""
+    """Parse a request head ending in CRLF CRLF (the terminator may be omitted).
+
+    The limits have no defaults here: they are options, whose defaults live in Config.
+    """
     if len(head) > max_header_size:
         raise HTTPError(431, "request head too large")
     text = head.decode("latin-1")
@@ -294,14 +297,15 @@ class ChunkedDecoder:
     ``feed`` takes bytes split anywhere and returns the body data they complete.  To let
     a stream reader stop exactly at the end of the message, ``bytes_wanted`` says how
     many bytes may be fed next (0: read up to and including the next LF).  Bytes fed
-    after the end are kept in ``unused``.
+    after the end are kept in ``unused``.  The limits are options of Config, which owns
+    their defaults.
     """
 
     __slots__ = ("_buf", "_ext_bytes", "_max_body", "_max_ext", "_max_line", "_max_trailer",
                  "_remaining", "_state", "_total", "_trailer_bytes", "unused")
 
-    def __init__(self, *, max_chunk_line: int = 4096, max_trailer_size: int = 16384,
-                 max_body_size: int = 1 << 30, max_chunk_extensions: int = 16384) -> None:
+    def __init__(self, *, max_chunk_line: int, max_trailer_size: int, max_body_size: int,
+                 max_chunk_extensions: int) -> None:
         self._ext_bytes = 0
         self._max_ext = max_chunk_extensions
         self._state = _SIZE

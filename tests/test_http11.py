@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aiowsgi import http11
 from aiowsgi.http11 import (
     CHUNKED,
     CONTINUE,
@@ -21,7 +22,6 @@ from aiowsgi.http11 import (
     LENGTH,
     NO_BODY,
     UNTIL_CLOSE,
-    ChunkedDecoder,
     HTTPError,
     Request,
     ResponseHead,
@@ -31,8 +31,9 @@ from aiowsgi.http11 import (
     error_response,
     frame_response,
     leading_empty_lines,
-    parse_head,
 )
+
+from .limits import DEFAULTS, limits
 
 PROPERTY = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -44,6 +45,16 @@ IMF_FIXDATE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} "
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} GMT"
 )
+
+
+def parse_head(head: bytes, **changes: int) -> Request:
+    """``http11.parse_head`` with a server's default limits, except for ``changes``."""
+    return http11.parse_head(head, **limits(http11.parse_head, **changes))
+
+
+def chunked_decoder(**changes: int) -> http11.ChunkedDecoder:
+    """A ``ChunkedDecoder`` with a server's default limits, except for ``changes``."""
+    return http11.ChunkedDecoder(**limits(http11.ChunkedDecoder, **changes))
 
 
 def make_head(request_line: bytes = b"GET / HTTP/1.1", *fields: bytes,
@@ -61,9 +72,9 @@ def parse(*fields: bytes, request_line: bytes = b"GET / HTTP/1.1",
     return parse_head(make_head(request_line, *fields, host=host))
 
 
-def error_status(head: bytes, **limits: int) -> int:
+def error_status(head: bytes, **changes: int) -> int:
     with pytest.raises(HTTPError) as info:
-        parse_head(head, **limits)
+        parse_head(head, **changes)
     return info.value.status
 
 
@@ -432,8 +443,9 @@ def test_request_line_over_the_limit_is_414() -> None:
 
 
 def test_request_line_over_the_default_limit_is_414() -> None:
-    assert error_status(make_head(_line_of(8193))) == 414
-    assert parse_head(make_head(_line_of(8192))).method == "GET"
+    longest = DEFAULTS.max_request_line
+    assert error_status(make_head(_line_of(longest + 1))) == 414
+    assert parse_head(make_head(_line_of(longest))).method == "GET"
 
 
 def test_header_count_at_the_limit_is_accepted() -> None:
@@ -447,9 +459,10 @@ def test_header_count_over_the_limit_is_431() -> None:
 
 
 def test_header_count_default_limit() -> None:
-    fields = [b"X-%d: v" % i for i in range(99)]
-    assert len(parse_head(make_head(b"GET / HTTP/1.1", *fields)).headers) == 100
-    fields.append(b"X-99: v")
+    most = DEFAULTS.max_header_count
+    fields = [b"X-%d: v" % i for i in range(most - 1)]  # and Host
+    assert len(parse_head(make_head(b"GET / HTTP/1.1", *fields)).headers) == most
+    fields.append(b"X-%d: v" % most)
     assert error_status(make_head(b"GET / HTTP/1.1", *fields)) == 431
 
 
@@ -639,14 +652,14 @@ def test_parse_head_returns_a_request_or_raises_http_error(head: bytes) -> None:
 # -- ChunkedDecoder ------------------------------------------------------------------
 
 
-def decode(data: bytes, **limits: int) -> tuple[bytes, ChunkedDecoder]:
-    decoder = ChunkedDecoder(**limits)
+def decode(data: bytes, **changes: int) -> tuple[bytes, http11.ChunkedDecoder]:
+    decoder = chunked_decoder(**changes)
     body = b"".join(decoder.feed(data))
     return body, decoder
 
 
-def decode_error(*pieces: bytes, **limits: int) -> int:
-    decoder = ChunkedDecoder(**limits)
+def decode_error(*pieces: bytes, **changes: int) -> int:
+    decoder = chunked_decoder(**changes)
     with pytest.raises(HTTPError) as info:
         for piece in pieces:
             decoder.feed(piece)
@@ -763,7 +776,7 @@ def test_missing_crlf_after_data_is_400(pieces: list[bytes]) -> None:
 
 
 def test_crlf_after_data_may_be_split() -> None:
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     assert decoder.feed(b"5\r\nhello\r") == [b"hello"]
     assert decoder.bytes_wanted == 1
     assert decoder.feed(b"\n0\r\n\r\n") == []
@@ -824,7 +837,7 @@ def test_trailers_are_bounded() -> None:
 
 
 def test_body_limit_is_enforced_as_soon_as_announced() -> None:
-    decoder = ChunkedDecoder(max_body_size=10)
+    decoder = chunked_decoder(max_body_size=10)
     with pytest.raises(HTTPError) as info:
         decoder.feed(b"b\r\n")  # no data yet: the size line alone is too much
     assert info.value.status == 413
@@ -842,7 +855,7 @@ def test_huge_chunk_size_is_413() -> None:
 
 
 def test_feed_returns_data_as_it_arrives() -> None:
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     assert decoder.feed(b"5\r\nhe") == [b"he"]
     assert decoder.feed(b"l") == [b"l"]
     assert decoder.feed(b"lo\r\n3\r\nabc") == [b"lo", b"abc"]
@@ -853,7 +866,7 @@ def test_feed_returns_data_as_it_arrives() -> None:
 
 
 def test_bytes_wanted_values() -> None:
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     assert decoder.bytes_wanted == 0  # a size line: read through LF
     decoder.feed(b"5\r\n")
     assert decoder.bytes_wanted == 5
@@ -872,7 +885,7 @@ def test_bytes_wanted_values() -> None:
     assert decoder.unused == b""
 
 
-def _read_like_a_server(stream: io.BytesIO, decoder: ChunkedDecoder) -> bytes:
+def _read_like_a_server(stream: io.BytesIO, decoder: http11.ChunkedDecoder) -> bytes:
     out = []
     while not decoder.done:
         wanted = decoder.bytes_wanted
@@ -895,7 +908,7 @@ def _read_like_a_server(stream: io.BytesIO, decoder: ChunkedDecoder) -> bytes:
 def test_bytes_wanted_never_over_reads(message: bytes) -> None:
     following = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
     stream = io.BytesIO(message + following)
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     _read_like_a_server(stream, decoder)
     assert decoder.unused == b""
     assert stream.read() == following
@@ -954,7 +967,7 @@ def test_chunked_body_split_anywhere_decodes_the_same(
     case: tuple[bytes, bytes, list[int]], after: bytes
 ) -> None:
     body, message, splits = case
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     out: list[bytes] = []
     for start, end in itertools.pairwise([0, *splits, len(message)]):
         out += decoder.feed(message[start:end])
@@ -974,7 +987,7 @@ def test_reading_by_bytes_wanted_stops_exactly_at_the_end(
 ) -> None:
     body, message, _ = case
     stream = io.BytesIO(message + b"NEXT")
-    decoder = ChunkedDecoder()
+    decoder = chunked_decoder()
     assert _read_like_a_server(stream, decoder) == body
     assert decoder.unused == b""
     assert stream.read() == b"NEXT"
@@ -990,7 +1003,7 @@ _CHUNKISH = st.lists(_CHUNK_PIECES, max_size=30).map(b"".join)
 @PROPERTY
 @given(st.lists(st.one_of(st.binary(max_size=100), _CHUNKISH), min_size=1, max_size=5))
 def test_chunked_decoder_raises_only_http_error(pieces: list[bytes]) -> None:
-    decoder = ChunkedDecoder(max_chunk_line=32, max_trailer_size=64, max_body_size=256)
+    decoder = chunked_decoder(max_chunk_line=32, max_trailer_size=64, max_body_size=256)
     total = 0
     try:
         for piece in pieces:
@@ -1441,10 +1454,10 @@ def test_frame_known_length_differing_from_app_length_closes_except_for_head() -
 def test_chunk_extension_budget_exactly_and_one_past() -> None:
     ext = b";" + b"e" * 9  # 10 bytes of extension per chunk
     body = b"".join(b"1" + ext + b"\r\nx\r\n" for _ in range(10)) + b"0\r\n\r\n"
-    decoder = ChunkedDecoder(max_chunk_extensions=100)
+    decoder = chunked_decoder(max_chunk_extensions=100)
     assert b"".join(decoder.feed(body)) == b"x" * 10
     assert decoder.done
-    decoder = ChunkedDecoder(max_chunk_extensions=99)
+    decoder = chunked_decoder(max_chunk_extensions=99)
     with pytest.raises(HTTPError) as info:
         decoder.feed(body)
     assert info.value.status == 400
