@@ -14,18 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import IO, Any
 
 from . import accesslog, admission, flow, http11, output, rarepaths, reading, wsgi
-from .admission import ServerState
+from .connstate import Continuation, Strategy
 from .handoff import ClientGone, Handoff, Item, resolve
 from .http11 import HTTPError, Request
+from .serverstate import ServerState
 from .states import TABLE, Event, State
 from .wsgi import WSGICall
 
 log = logging.getLogger("aiowsgi.error")
 
-Continuation = Callable[[], object] | None
 _Row = tuple[Callable[..., None], ...]  # the table's actions for one state, by Event
 
 
@@ -67,7 +67,7 @@ class HTTPConnection(asyncio.Protocol):
         self.eof = self.lost = self.keepalive_phase = False
         self.data_waiter: asyncio.Future[None] | None = None  # the task's read
         # writing
-        self.output: output.Strategy = output.JOINED
+        self.output: Strategy = output.JOINED
         self.paused = False  # the transport holds too much: write nothing more for now
         self.write_limits = (0, 0)  # the transport's (low, high) water marks
         self.drain_waiter: asyncio.Future[None] | None = None  # the task's drain
@@ -272,7 +272,7 @@ class HTTPConnection(asyncio.Protocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def dispatch(self, request: Request, body: Any, size: int) -> None:
+    def dispatch(self, request: Request, body: IO[bytes], size: int) -> None:
         admission.dispatch(self, request, body, size)
 
     def write_items(self, items: list[Item]) -> None:

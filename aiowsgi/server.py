@@ -18,11 +18,11 @@ from types import TracebackType
 from typing import Any
 
 from . import deadlines
-from .admission import ServerState
 from .config import SERVER_SCOPES, Config, ConfigError, config_for
 from .connection import HTTPConnection
 from .handoff import resolve
 from .pool import WorkerPool
+from .serverstate import ServerState
 from .sockets import SocketFile, bind_sockets, remove_socket_files, socket_files
 from .tls import tls_context
 from .wsgi import WSGIApp
