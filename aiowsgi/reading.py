@@ -18,6 +18,12 @@ from .states import State
 log = logging.getLogger("aiowsgi.error")
 
 
+def head_data(conn: Conn, data: bytes) -> None:
+    """Bytes of a request head arrived (state HEAD)."""
+    conn.buffer = conn.buffer + data if conn.buffer else data
+    read_head(conn)
+
+
 def read_head(conn: Conn) -> None:
     """Take the next request head from the buffer, or wait for more of it."""
     buffer = conn.buffer
