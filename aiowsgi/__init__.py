@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import Config, ConfigError
-from .server import Server, run, serve
+from .runner import run
+from .server import Server, serve
 
 __all__ = ["Config", "ConfigError", "Server", "run", "serve", "__version__"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
-from .pytest_plugin import PYTEST_EXTRA, raise_app_errors
+from ._pytest_settings import PYTEST_EXTRA, raise_app_errors
 from .server import Server
 from .testing import AppErrors, ClientFactory, ServerFactory
 from .wsgi import WSGIApp

@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import pytest
 
-from .pytest_plugin import PYTEST_EXTRA
+from ._pytest_settings import PYTEST_EXTRA
 
 
 def _missing(name: str) -> NoReturn:

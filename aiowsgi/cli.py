@@ -1,8 +1,9 @@
 """``aiowsgi serve APP [options]``: argv and the environment in, a running server out.
 
 Every option comes from a field of :class:`~aiowsgi.config.Config`; this module only
-turns argv and ``AIOWSGI_<OPTION>`` environment variables into a ``Config`` (the command
-line wins), imports the application and calls :func:`~aiowsgi.run`.
+turns argv and ``AIOWSGI_<OPTION>`` environment variables (read by
+:mod:`aiowsgi.environment`) into a ``Config`` (the command line wins), imports the
+application and calls :func:`~aiowsgi.run`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import argparse
 import contextlib
 import dataclasses
 import functools
-import importlib
 import importlib.util
 import logging
 import os
@@ -19,11 +19,20 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from . import __version__
-from .config import Config, ConfigError, choice_value, option_choices, option_type
-from .server import (
+from . import __version__, environment
+from .config import (
+    RUN_SCOPES,
+    Config,
+    ConfigError,
+    choice_value,
+    narrowed_to,
+    option_choices,
+    option_type,
+)
+from .loading import AppLoadError, load_app
+from .runner import (
     StopSignal,
     check_options,
     configure_logging,
@@ -32,9 +41,6 @@ from .server import (
     with_systemd_sockets,
 )
 from .supervisor import supervise, worker_command
-from .wsgi import WSGIApp
-
-ENV_PREFIX = "AIOWSGI_"
 
 _GROUPS = {
     "binding": "where to listen",
@@ -47,54 +53,6 @@ _GROUPS = {
     "limits": "limits (a request past one gets a 4xx answer)",
     "timeouts": "timeouts",
 }
-
-
-class AppLoadError(Exception):
-    """The application named on the command line cannot be loaded."""
-
-
-def load_app(spec: str, *, factory: bool = False, app_dir: str | None = None) -> WSGIApp:
-    """Import ``MODULE:ATTRIBUTE`` (the attribute may be dotted) from ``app_dir`` (default:
-    the current directory); with ``factory``, call it to get the application."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise AppLoadError(f"APP must look like MODULE:ATTRIBUTE, got {spec!r}")
-    if app_dir is not None:
-        if not os.path.isdir(app_dir):
-            raise AppLoadError(f"--app-dir {app_dir!r} is not a directory")
-        sys.path.insert(0, os.path.abspath(app_dir))
-    else:
-        cwd = os.getcwd()
-        if cwd not in sys.path and "" not in sys.path:
-            sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise AppLoadError(f"cannot import module {module_name!r}: {exc}") from exc
-        raise AppLoadError(f"error while importing {module_name!r}: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    except (Exception, SystemExit) as exc:
-        raise AppLoadError(f"error while importing {module_name!r}: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    app: Any = module
-    for part in attribute.split("."):
-        try:
-            app = getattr(app, part)
-        except AttributeError:
-            raise AppLoadError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not callable(app):
-        raise AppLoadError(f"{spec!r} is not callable (it is {type(app).__name__})")
-    if factory:
-        try:
-            app = app()
-        except Exception as exc:
-            raise AppLoadError(f"calling the factory {spec!r} failed: "
-                               f"{type(exc).__name__}: {exc}") from exc
-        if not callable(app):
-            raise AppLoadError(f"the factory {spec!r} returned {type(app).__name__}, "
-                               "not a WSGI application")
-    return app  # type: ignore[no-any-return]
 
 
 def _flag(name: str) -> str:
@@ -127,44 +85,9 @@ def _add_config_options(parser: argparse.ArgumentParser,
 
 
 def _option_message(exc: ConfigError, from_env: set[str] | None = None) -> str:
-    name = _env_name(exc.option) if from_env and exc.option in from_env else _flag(exc.option)
+    from_variable = from_env and exc.option in from_env
+    name = environment.variable(exc.option) if from_variable else _flag(exc.option)
     return f"{name}: {str(exc).split(': ', 1)[1]}"
-
-
-def _env_name(option: str) -> str:
-    return ENV_PREFIX + option.upper()
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _env_options(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The options set by ``AIOWSGI_<OPTION>`` variables; ValueError names a bad one."""
-    options: dict[str, Any] = {}
-    for f in dataclasses.fields(Config):
-        text = environ.get(_env_name(f.name))
-        if text is None:
-            continue
-        kind = option_type(f)
-        if kind is tuple:  # several values: separated by commas or spaces
-            options[f.name] = tuple(text.replace(",", " ").split())
-            continue
-        if kind is bool:
-            lowered = text.strip().lower()
-            if lowered not in _TRUE | _FALSE:
-                raise ValueError(f"{_env_name(f.name)}: expected true or false, got {text!r}")
-            options[f.name] = lowered in _TRUE
-            continue
-        if option_choices(f):
-            options[f.name] = choice_value(f, text)
-            continue
-        try:
-            options[f.name] = kind(text)
-        except ValueError:
-            raise ValueError(f"{_env_name(f.name)}: invalid {kind.__name__} value "
-                             f"{text!r}") from None
-    return options
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -196,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a WSGI application until SIGINT or SIGTERM.")
     serve.add_argument("app", metavar="APP", nargs="?",
                        help="the application as MODULE:ATTRIBUTE, e.g. mysite.wsgi:application "
-                            f"(or the {ENV_PREFIX}APP environment variable)")
+                            f"(or the {environment.APP} environment variable)")
     serve.add_argument("--version", action="version", version=f"aiowsgi {__version__}")
     groups = {key: serve.add_argument_group(title) for key, title in _GROUPS.items()}
     app = groups["application"]
@@ -205,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--app-dir", metavar="DIR", default=None,
                      help="Import APP from this directory. Default: the current directory.")
     _add_config_options(serve, groups)
-    serve.epilog = (f"Every option can also be set by an environment variable: {ENV_PREFIX} "
-                    f"and its name in capitals, e.g. {ENV_PREFIX}THREADS=16, "
-                    f"{ENV_PREFIX}PROXY_HEADERS=true. The command line wins.")
+    serve.epilog = (f"Every option can also be set by an environment variable: "
+                    f"{environment.PREFIX} and its name in capitals, e.g. "
+                    f"{environment.variable('threads')}=16, "
+                    f"{environment.variable('proxy_headers')}=true. The command line wins.")
     return parser
 
 
@@ -225,7 +149,7 @@ def main(argv: Sequence[str] | None = None,
     if unknown:
         _usage_error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        options = _env_options(environ)
+        options = environment.read_options(environ)
     except ValueError as exc:
         _usage_error(str(exc))
     from_env = set(options)
@@ -242,14 +166,14 @@ def main(argv: Sequence[str] | None = None,
         config = Config(**options)
     except ConfigError as exc:
         option_error(exc)
-    spec = args.app or environ.get(ENV_PREFIX + "APP")
+    from_environment = environment.read_app(environ)
+    spec = args.app or from_environment.spec
     if not spec:
-        _usage_error(f"the application is missing: give APP or set {ENV_PREFIX}APP")
-    factory = args.factory if args.factory is not None else (
-        environ.get(ENV_PREFIX + "FACTORY", "").strip().lower() in _TRUE)
-    app_dir = args.app_dir if args.app_dir is not None else environ.get(ENV_PREFIX + "APP_DIR")
+        _usage_error(f"the application is missing: give APP or set {environment.APP}")
+    factory = args.factory if args.factory is not None else from_environment.factory
+    app_dir = args.app_dir if args.app_dir is not None else from_environment.app_dir
     if app_dir is not None and not os.path.isdir(app_dir):
-        name = "--app-dir" if args.app_dir is not None else ENV_PREFIX + "APP_DIR"
+        name = "--app-dir" if args.app_dir is not None else environment.APP_DIR
         _usage_error(f"argument {name}: {app_dir!r} is not a directory")
     try:
         _check_usable(config)
@@ -319,7 +243,7 @@ def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Confi
             argv = worker_command(spec) + (["--factory"] if factory else []) + (
                 ["--app-dir", app_dir] if app_dir is not None else [])
             return supervise(argv, config)
-        run(app, config)
+        run(app, narrowed_to(config, RUN_SCOPES))  # --workers and --reload are ours
     except ConfigError as exc:
         option_error(exc)
     except OSError as exc:

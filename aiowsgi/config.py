@@ -4,12 +4,19 @@ The command line, the keyword arguments of ``serve()``/``run()``/``Server`` and 
 README's options table all come from the fields of :class:`Config`; a field's metadata
 carries its help text, unit, command-line group and the bounds it is validated against,
 so a bad value is reported at start with the option's name, never mid-request.
+
+A field's metadata also says who acts on it (its scope): the server ("server": ``Server``,
+``serve()``, ``run()`` and the command line), the process that owns the event loop,
+signals and logging ("process": ``run()`` and the command line), or the command line
+alone ("command": it starts the supervisor).  An option given to something that would
+ignore it is a TypeError naming it, not a setting silently without effect.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -20,6 +27,7 @@ from .proxy import TrustedProxies
 LoopName = Literal["auto", "asyncio", "uvloop"]
 Binds = tuple[str, ...]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+Scope = Literal["server", "process", "command"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -43,11 +51,12 @@ def _opt(
     minimum: float | None = None,
     maximum: float | None = None,
     aliases: dict[str, str] | None = None,
+    scope: Scope = "server",
 ) -> Any:
     return field(
         default=default,
         metadata={"help": help, "group": group, "unit": unit, "min": minimum, "max": maximum,
-                  "aliases": aliases or {}},
+                  "aliases": aliases or {}, "scope": scope},
     )
 
 
@@ -100,25 +109,27 @@ class Config:
                                   "the README).",
                                   group="logging")
     metrics_bind: str = _opt("", "Serve Prometheus metrics at /metrics on this HOST:PORT "
-                             "(needs the 'metrics' extra).", group="logging")
+                             "(needs the 'metrics' extra).", group="logging",
+                             scope="process")
     log_config: str = _opt("", "A logging configuration file: JSON (dictConfig) or INI "
                            "(fileConfig); replaces the default stderr handler.",
-                           group="logging")
+                           group="logging", scope="process")
 
     # -- runtime ---------------------------------------------------------------
     loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
-                          group="runtime")
+                          group="runtime", scope="process")
     threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
                         minimum=1, maximum=1024)
     reload: bool = _opt(False, "Restart the server when a Python file changes, keeping its "
-                        "socket (development; needs the 'reload' extra).", group="runtime")
+                        "socket (development; needs the 'reload' extra).", group="runtime",
+                        scope="command")
     reload_dir: Binds = _opt((), "Directories --reload watches; repeatable (default: the "
-                              "current directory).", group="runtime")
+                              "current directory).", group="runtime", scope="command")
     workers: int = _opt(1, "Server processes sharing the listening sockets, kept alive by a "
                         "supervisor (command line only).", group="runtime", minimum=1,
-                        maximum=1024)
+                        maximum=1024, scope="command")
     log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime",
-                               aliases={"warn": "warning"})
+                               aliases={"warn": "warning"}, scope="process")
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
                                group="runtime")
     expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
@@ -132,7 +143,7 @@ class Config:
                                       "after every large request (0: the C library's "
                                       "default; set by the command line and run() only).",
                                       group="runtime", unit="bytes", minimum=0,
-                                      maximum=1 * GiB)
+                                      maximum=1 * GiB, scope="process")
 
     # -- capacity --------------------------------------------------------------
     max_connections: int = _opt(25_000, "Most open client connections (lowered to what the "
@@ -198,7 +209,7 @@ class Config:
     shutdown_delay: float = _opt(0.0, "After SIGTERM or SIGINT, keep accepting and serving "
                                  "for this long before the graceful shutdown, so that a load "
                                  "balancer can stop sending traffic first.", group="timeouts",
-                                 unit="seconds", minimum=0.0)
+                                 unit="seconds", minimum=0.0, scope="process")
     graceful_timeout: float = _opt(30.0, "On shutdown, time in-flight requests get to finish.",
                                    group="timeouts", unit="seconds", minimum=0.0)
 
@@ -248,8 +259,62 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
 def option_names() -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(Config))
+
+
+SERVER_SCOPES: frozenset[Scope] = frozenset({"server"})  # Server, serve()
+RUN_SCOPES: frozenset[Scope] = frozenset({"server", "process"})  # run()
+
+# who acts on the options of a scope, for the error that names one given elsewhere
+_TAKEN_BY: dict[Scope, str] = {"command": "the command line (aiowsgi serve)",
+                               "process": "run() and the command line"}
+
+
+def option_scope(name: str) -> Scope:
+    """Who acts on option ``name``: "server", "process" or "command" (see the module)."""
+    return _FIELDS[name].metadata["scope"]  # type: ignore[no-any-return]
+
+
+def config_for(caller: str, takes: Collection[Scope], config: Config | None,
+               options: Mapping[str, Any]) -> Config:
+    """``config`` (default: ``Config()``) with ``options`` replaced, for ``caller``, which
+    acts on the options of the scopes ``takes`` only.
+
+    Any other option is a TypeError that names it and who acts on it instead: one given
+    as a keyword (whatever its value), or one that ``config`` sets to other than its
+    default.  Unknown options stay a ConfigError, as for :meth:`Config.replace`.
+    """
+    _refuse(caller, "", [name for name in options
+                         if name in _FIELDS and option_scope(name) not in takes])
+    base = config if config is not None else Config()
+    _refuse(caller, "a config that sets ", [
+        f.name for f in dataclasses.fields(Config) if f.metadata["scope"] not in takes
+        and getattr(base, f.name) != f.default])
+    return base.replace(**options) if options else base
+
+
+def narrowed_to(config: Config, takes: Collection[Scope]) -> Config:
+    """``config`` with every option outside the scopes ``takes`` at its default: what
+    ``run()`` hands its Server, once it has acted on the process's options itself."""
+    outside = {f.name: f.default for f in dataclasses.fields(Config)
+               if f.metadata["scope"] not in takes and getattr(config, f.name) != f.default}
+    return config.replace(**outside) if outside else config
+
+
+def _refuse(caller: str, what: str, names: list[str]) -> None:
+    if not names:
+        return
+    parts = []
+    for scope, taken_by in _TAKEN_BY.items():
+        these = [name for name in names if option_scope(name) == scope]
+        if these:
+            kind = "they are options" if len(these) > 1 else "it is an option"
+            parts.append(f"{', '.join(these)}: {kind} of {taken_by}")
+    raise TypeError(f"{caller} does not take {what}{'; nor '.join(parts)}")
 
 
 def option_type(f: dataclasses.Field[Any]) -> type:

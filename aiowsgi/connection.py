@@ -14,18 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import IO, Any
 
 from . import accesslog, admission, flow, http11, output, rarepaths, reading, wsgi
-from .admission import ServerState
+from .connstate import Continuation, Strategy
 from .handoff import ClientGone, Handoff, Item, resolve
 from .http11 import HTTPError, Request
+from .serverstate import ServerState
 from .states import TABLE, Event, State
 from .wsgi import WSGICall
 
 log = logging.getLogger("aiowsgi.error")
 
-Continuation = Callable[[], object] | None
 _Row = tuple[Callable[..., None], ...]  # the table's actions for one state, by Event
 
 
@@ -67,7 +67,7 @@ class HTTPConnection(asyncio.Protocol):
         self.eof = self.lost = self.keepalive_phase = False
         self.data_waiter: asyncio.Future[None] | None = None  # the task's read
         # writing
-        self.output: output.Strategy = output.JOINED
+        self.output: Strategy = output.JOINED
         self.paused = False  # the transport holds too much: write nothing more for now
         self.write_limits = (0, 0)  # the transport's (low, high) water marks
         self.drain_waiter: asyncio.Future[None] | None = None  # the task's drain
@@ -175,16 +175,6 @@ class HTTPConnection(asyncio.Protocol):
     def ignore(self, *_: object) -> None:
         pass
 
-    def head_data(self, data: bytes) -> None:
-        self.buffer = self.buffer + data if self.buffer else data
-        reading.read_head(self)
-
-    def head_eof(self) -> None:
-        reading.read_head(self)
-
-    def body_data(self, data: bytes) -> None:
-        reading.body_data(self, data)
-
     def hold_data(self, data: bytes) -> None:
         """Bytes that arrive while a request is answered: a pipelined request, kept for
         later; reading pauses past ``high_water``."""
@@ -211,12 +201,6 @@ class HTTPConnection(asyncio.Protocol):
         waiter, self.drain_waiter = self.drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("connection lost"))
-
-    def wake_drain(self) -> None:
-        flow.wake_drain(self)
-
-    def write_output(self) -> None:
-        output.take_and_write(self)
 
     def drained(self) -> None:
         after, self.after_drain = self.after_drain, None
@@ -272,7 +256,7 @@ class HTTPConnection(asyncio.Protocol):
             if not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def dispatch(self, request: Request, body: Any, size: int) -> None:
+    def dispatch(self, request: Request, body: IO[bytes], size: int) -> None:
         admission.dispatch(self, request, body, size)
 
     def write_items(self, items: list[Item]) -> None:
@@ -294,7 +278,7 @@ class HTTPConnection(asyncio.Protocol):
         if not keep_alive or server.shutting_down:
             self.close()
             return
-        self.enter(State.HEAD)
+        self.state, self.row = State.HEAD, _ROWS[State.HEAD]  # enter(), inlined: every request
         self.keepalive_phase = True
         self.deadline = self.loop.time() + server.config.keepalive_timeout
         if self.buffer or self.eof or self.lost or self.reading_paused:
@@ -370,7 +354,18 @@ class HTTPConnection(asyncio.Protocol):
         resolve(self.closed)
 
 
+# The table's actions that belong to the modules of a concern (the rest are methods):
+# called straight from the row, with the connection first.
+_ACTIONS: dict[str, Callable[..., None]] = {
+    "head_data": reading.head_data,
+    "head_eof": reading.read_head,
+    "body_data": reading.body_data,
+    "write_output": output.take_and_write,
+    "wake_drain": flow.wake_drain,
+}
+
 _ROWS: dict[State, _Row] = {
-    state: tuple(getattr(HTTPConnection, TABLE[state, event].action) for event in Event)
+    state: tuple(_ACTIONS.get(TABLE[state, event].action)
+                 or getattr(HTTPConnection, TABLE[state, event].action) for event in Event)
     for state in State
 }

@@ -11,21 +11,18 @@ connection pauses itself, and looks again until the buffer is down to the low-wa
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from . import deadlines
+from .connstate import Conn
 from .handoff import ClientGone, resolve
 from .states import State
-
-if TYPE_CHECKING:
-    from .connection import HTTPConnection
 
 log = logging.getLogger("aiowsgi.error")
 
 _BUFFER_POLL = 0.005  # seconds between looks at a buffer whose transport did not pause us
 
 
-def blocked(conn: HTTPConnection) -> bool:
+def blocked(conn: Conn) -> bool:
     """Whether the transport holds more than its high-water mark, so that no more output
     may be taken for now (see the module's docstring)."""
     if conn.paused:
@@ -37,7 +34,7 @@ def blocked(conn: HTTPConnection) -> bool:
     return True
 
 
-def _poll_write_buffer(conn: HTTPConnection) -> None:
+def _poll_write_buffer(conn: Conn) -> None:
     """The transport did not pause the connection: resume it once the buffer has drained
     to the low-water mark, as the transport would have."""
     if not conn.paused or conn.state is State.CLOSED:
@@ -48,7 +45,7 @@ def _poll_write_buffer(conn: HTTPConnection) -> None:
         conn.loop.call_later(_BUFFER_POLL, _poll_write_buffer, conn)
 
 
-async def drain(conn: HTTPConnection) -> None:
+async def drain(conn: Conn) -> None:
     """In the connection's task: wait until the transport has taken what it buffered,
     down to its low-water mark, within the send timeout."""
     if conn.lost:
@@ -68,7 +65,7 @@ async def drain(conn: HTTPConnection) -> None:
         raise ClientGone("client closed the connection")
 
 
-def wake_drain(conn: HTTPConnection) -> None:
+def wake_drain(conn: Conn) -> None:
     """The transport can take more: a task waiting in :func:`drain` goes on."""
     waiter = conn.drain_waiter
     if waiter is not None:
@@ -76,7 +73,7 @@ def wake_drain(conn: HTTPConnection) -> None:
         resolve(waiter)
 
 
-async def flush(conn: HTTPConnection) -> None:
+async def flush(conn: Conn) -> None:
     """In the connection's task: wait until the transport has sent everything it
     buffered (not just most)."""
     transport = conn.transport

@@ -20,7 +20,8 @@ from typing import Any
 from gunicorn.workers.base import Worker as _GunicornWorker
 
 from .config import Config
-from .server import Server, loop_factory
+from .runner import loop_factory
+from .server import Server
 
 
 def config_from(cfg: Any) -> Config:

@@ -21,7 +21,6 @@ __all__ = [
     "Request",
     "parse_head",
     "leading_empty_lines",
-    "ChunkedDecoder",
     "ResponseHead",
     "frame_response",
     "check_status",
@@ -46,19 +45,16 @@ class HTTPError(Exception):
 
 
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_TOKEN = f"[{_TCHAR}]+"
-_REQUEST_LINE = re.compile(f"({_TOKEN}) ([^\x00-\x20\x7f]+) HTTP/([0-9])\\.([0-9])")
+TOKEN = f"[{_TCHAR}]+"
+_REQUEST_LINE = re.compile(f"({TOKEN}) ([^\x00-\x20\x7f]+) HTTP/([0-9])\\.([0-9])")
 # A field value may hold HTAB, visible ASCII and obs-text; no other control character.
 # Possessive quantifiers: no backtracking, so matching stays linear on hostile input;
 # the value's trailing whitespace is stripped afterwards.
-_FIELD_LINE = re.compile(f"({_TOKEN}):[ \t]*+([^\x00-\x08\x0a-\x1f\x7f]*+)")
+FIELD_LINE = re.compile(f"({TOKEN}):[ \t]*+([^\x00-\x08\x0a-\x1f\x7f]*+)")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
-_QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
-_CHUNK_EXT = f"[ \t]*+;[ \t]*+{_TOKEN}(?:[ \t]*+=[ \t]*+(?:{_TOKEN}|{_QUOTED}))?+"
-_CHUNK_LINE = re.compile(f"([0-9A-Fa-f]{{1,16}})((?:{_CHUNK_EXT})*+)\r\n")
 _STATUS = re.compile("[1-5][0-9]{2} [\t\x20-\x7e\x80-\xff]*")
 _FIELD_VALUE = re.compile("[^\x00-\x08\x0a-\x1f\x7f]*")
-_TOKEN_RE = re.compile(_TOKEN)
+_TOKEN_RE = re.compile(TOKEN)
 _HTTP2_PREFACE = "PRI * HTTP/2.0"
 _MAX_LENGTH_DIGITS = 18
 
@@ -92,11 +88,14 @@ class Request:
 def parse_head(
     head: bytes,
     *,
-    max_request_line: int = 8192,
-    max_header_size: int = 65536,
-    max_header_count: int = 100,
+    max_request_line: int,
+    max_header_size: int,
+    max_header_count: int,
 ) -> Request:
-    """Parse a request head ending in CRLF CRLF (the terminator may be omitted)."""
+    """Parse a request head ending in CRLF CRLF (the terminator may be omitted).
+
+    The limits have no defaults here: they are options, whose defaults live in Config.
+    """
     if len(head) > max_header_size:
         raise HTTPError(431, "request head too large")
     text = head.decode("latin-1")
@@ -127,7 +126,7 @@ def parse_head(
     connection: list[str] = []
     hosts = 0
     expect_continue = False
-    fullmatch = _FIELD_LINE.fullmatch
+    fullmatch = FIELD_LINE.fullmatch
     for line in lines[1:]:
         fm = fullmatch(line)
         if fm is None:
@@ -281,129 +280,6 @@ def _unquote(path: str) -> str:
     from urllib.parse import unquote_to_bytes
 
     return unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-
-
-# -- chunked request bodies -----------------------------------------------------------
-
-_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
-
-
-class ChunkedDecoder:
-    """Incremental decoder of a chunked body (RFC 9112 §7.1).
-
-    ``feed`` takes bytes split anywhere and returns the body data they complete.  To let
-    a stream reader stop exactly at the end of the message, ``bytes_wanted`` says how
-    many bytes may be fed next (0: read up to and including the next LF).  Bytes fed
-    after the end are kept in ``unused``.
-    """
-
-    __slots__ = ("_buf", "_ext_bytes", "_max_body", "_max_ext", "_max_line", "_max_trailer",
-                 "_remaining", "_state", "_total", "_trailer_bytes", "unused")
-
-    def __init__(self, *, max_chunk_line: int = 4096, max_trailer_size: int = 16384,
-                 max_body_size: int = 1 << 30, max_chunk_extensions: int = 16384) -> None:
-        self._ext_bytes = 0
-        self._max_ext = max_chunk_extensions
-        self._state = _SIZE
-        self._buf = b""
-        self._remaining = 0
-        self._total = 0
-        self._trailer_bytes = 0
-        self._max_line = max_chunk_line
-        self._max_trailer = max_trailer_size
-        self._max_body = max_body_size
-        self.unused = b""
-
-    @property
-    def done(self) -> bool:
-        return self._state == _DONE
-
-    @property
-    def size(self) -> int:
-        """Body bytes announced by the chunk-size lines read so far."""
-        return self._total
-
-    @property
-    def bytes_wanted(self) -> int:
-        if self._state == _DATA:
-            return self._remaining
-        if self._state == _DATA_END:
-            return 2 - len(self._buf)
-        return 0
-
-    def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        buf = self._buf + data if self._buf else data
-        self._buf = b""
-        while buf:
-            state = self._state
-            if state == _DATA:
-                take = buf[: self._remaining]
-                out.append(take)
-                self._remaining -= len(take)
-                buf = buf[len(take):]
-                if not self._remaining:
-                    self._state = _DATA_END
-            elif state == _DATA_END:
-                if len(buf) < 2:
-                    if buf != b"\r"[: len(buf)]:
-                        raise HTTPError(400, "missing CRLF after chunk data")
-                    self._buf = buf
-                    break
-                if buf[:2] != b"\r\n":
-                    raise HTTPError(400, "missing CRLF after chunk data")
-                buf = buf[2:]
-                self._state = _SIZE
-            elif state == _DONE:
-                self.unused += buf
-                break
-            else:
-                end = buf.find(b"\n")
-                limit = self._max_line if state == _SIZE else self._max_trailer
-                if end < 0:
-                    if len(buf) > limit or (state == _TRAILER and
-                                            self._trailer_bytes + len(buf) > limit):
-                        raise HTTPError(431 if state == _TRAILER else 400,
-                                        "chunk trailer too large" if state == _TRAILER
-                                        else "chunk size line too long")
-                    self._buf = buf
-                    break
-                line, buf = buf[: end + 1], buf[end + 1:]
-                if state == _SIZE:
-                    self._size_line(line)
-                else:
-                    self._trailer_line(line)
-        return out
-
-    def _size_line(self, line: bytes) -> None:
-        if len(line) > self._max_line:
-            raise HTTPError(400, "chunk size line too long")
-        m = _CHUNK_LINE.fullmatch(line.decode("latin-1"))
-        if m is None:
-            raise HTTPError(400, "invalid chunk size line")
-        size = int(m.group(1), 16)
-        if m.group(2):
-            self._ext_bytes += len(m.group(2))
-            if self._ext_bytes > self._max_ext:
-                raise HTTPError(400, "too many chunk extension bytes")
-        self._total += size
-        if self._total > self._max_body:
-            raise HTTPError(413, "request body too large")
-        if size:
-            self._remaining = size
-            self._state = _DATA
-        else:
-            self._state = _TRAILER
-
-    def _trailer_line(self, line: bytes) -> None:
-        self._trailer_bytes += len(line)
-        if self._trailer_bytes > self._max_trailer:
-            raise HTTPError(431, "chunk trailer too large")
-        if line == b"\r\n":
-            self._state = _DONE
-            return
-        if not line.endswith(b"\r\n") or _FIELD_LINE.fullmatch(line[:-2].decode("latin-1")) is None:
-            raise HTTPError(400, "invalid trailer field")
 
 
 # -- responses ---------------------------------------------------------------------

@@ -21,8 +21,6 @@ from typing import Any
 
 from .config import ConfigError, parse_bind
 
-STATS_FD_ENV = "AIOWSGI_STATS_FD"  # in a supervised worker: where the supervisor asks
-
 _HELP = {
     "connections": "Open client connections.",
     "requests_running": "Application calls running on a thread.",

@@ -21,32 +21,17 @@ import os
 import socket
 from collections.abc import Callable
 from functools import partial
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO
 
 from . import flow, rarepaths, sendfile
+from .connstate import Conn, Strategy
 from .handoff import Abort, ClientGone, Finish, Item, SendFile
 from .states import State
-
-if TYPE_CHECKING:
-    from .connection import HTTPConnection
 
 # Pieces this small on average are joined before a write where the transport cannot
 # gather them: copying them costs less than a system call each.
 JOIN_BELOW = 16 * 1024
 _IOV_MAX = 1024  # buffers per writev, at least this many on Linux
-
-
-class Strategy(Protocol):
-    """How a connection's response bytes and files reach its transport."""
-
-    name: str
-
-    def write_many(self, conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
-        """Write several pieces (``size`` bytes in all) at once; the transport is open."""
-
-    async def send_file(self, conn: HTTPConnection, file: IO[bytes], offset: int,
-                        count: int) -> int:
-        """Send ``count`` bytes of ``file`` from ``offset``; the bytes sent."""
 
 
 class Joined:
@@ -56,7 +41,7 @@ class Joined:
 
     name = "joined"
 
-    def write_many(self, conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
+    def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         transport = conn.transport
         if size <= len(pieces) * JOIN_BELOW:
             transport.write(b"".join(pieces))
@@ -66,7 +51,7 @@ class Joined:
                 return  # a write failed: the connection finds out and closes
             transport.write(piece)
 
-    async def send_file(self, conn: HTTPConnection, file: IO[bytes], offset: int,
+    async def send_file(self, conn: Conn, file: IO[bytes], offset: int,
                         count: int) -> int:
         return await sendfile.by_kernel(conn, file, offset, count)
 
@@ -77,7 +62,7 @@ class Gathered(Joined):
 
     name = "gathered"
 
-    def write_many(self, conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
+    def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         conn.transport.writelines(pieces)
 
 
@@ -87,13 +72,13 @@ class Vectored(Joined):
 
     name = "vectored"
 
-    def write_many(self, conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
+    def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         if size <= len(pieces) * JOIN_BELOW:
             conn.transport.write(b"".join(pieces))
         else:
             writev(conn, pieces, size)
 
-    async def send_file(self, conn: HTTPConnection, file: IO[bytes], offset: int,
+    async def send_file(self, conn: Conn, file: IO[bytes], offset: int,
                         count: int) -> int:
         return await sendfile.by_loop(conn, file, offset, count)
 
@@ -133,7 +118,7 @@ def writev_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
     return sock if sock is not None and sock.type == socket.SOCK_STREAM else None
 
 
-def writev(conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
+def writev(conn: Conn, pieces: list[bytes], size: int) -> None:
     """Send ``pieces`` with one system call on asyncio's transport.
 
     Only while the transport holds nothing, so nothing overtakes its buffer; what the
@@ -164,7 +149,7 @@ def writev(conn: HTTPConnection, pieces: list[bytes], size: int) -> None:
 # -- writing what the application thread handed over ----------------------------------
 
 
-def take_and_write(conn: HTTPConnection) -> None:
+def take_and_write(conn: Conn) -> None:
     """The application thread handed output over: write it (state APP)."""
     handoff = conn.handoff
     if handoff is None:
@@ -177,7 +162,7 @@ def take_and_write(conn: HTTPConnection) -> None:
         write_items(conn, items)
 
 
-def write_items(conn: HTTPConnection, items: list[Item]) -> None:
+def write_items(conn: Conn, items: list[Item]) -> None:
     """Write what the application thread handed over, until it has to wait for more
     output or for the client; a file or an abort continues in the connection's task."""
     handoff = conn.handoff
@@ -239,14 +224,14 @@ def write_items(conn: HTTPConnection, items: list[Item]) -> None:
         items = more
 
 
-def _release(conn: HTTPConnection, nbytes: int) -> None:
+def _release(conn: Conn, nbytes: int) -> None:
     """Written bytes have left: the thread may hand over as much again."""
     if conn.handoff is not None:
         conn.handoff.release(nbytes)
         take_and_write(conn)
 
 
-def after_write(conn: HTTPConnection, then: Callable[[], object]) -> None:
+def after_write(conn: Conn, then: Callable[[], object]) -> None:
     """Run ``then`` once the transport has taken what it buffered (below its high-water
     mark), within the send timeout: in state DRAIN meanwhile."""
     if conn.lost or conn.transport.is_closing():

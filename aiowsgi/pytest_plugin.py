@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 
+from ._pytest_settings import raise_app_errors
+from .loading import AppLoadError, load_app
 from .testing import AppErrors, LiveServer, LiveServerFactory
 from .wsgi import WSGIApp
-
-PYTEST_EXTRA = "pip install 'aiowsgi[pytest]'"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,19 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "aiowsgi-async-fixtures")
 
 
-def raise_app_errors(request: pytest.FixtureRequest) -> bool:
-    """This test's default for re-raising application errors (marker, then ini)."""
-    marker = request.node.get_closest_marker("aiowsgi")
-    if marker is not None and "raise_app_errors" in marker.kwargs:
-        return bool(marker.kwargs["raise_app_errors"])
-    return bool(request.config.getini("aiowsgi_raise_app_errors"))
-
-
 @pytest.fixture(scope="session")
 def aiowsgi_app(pytestconfig: pytest.Config) -> WSGIApp:
     """The application named by the ``aiowsgi_app`` ini option; override to build one."""
-    from .cli import AppLoadError, load_app
-
     spec = pytestconfig.getini("aiowsgi_app")
     if not spec:
         pytest.fail("no application for the aiowsgi fixtures: set aiowsgi_app = "

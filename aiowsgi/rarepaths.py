@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from . import deadlines, flow, http11
 from .body import BodyBuffer
+from .chunked import ChunkedDecoder
+from .connstate import Conn, Continuation
 from .handoff import ClientGone, SendFile
 from .http11 import HTTPError, Request
 
-if TYPE_CHECKING:
-    from .connection import HTTPConnection
-
 log = logging.getLogger("aiowsgi.error")
 
-Continuation = Callable[[], object] | None
 
 _READ_PIECE = 256 * 1024
 _LINGER_BYTES = 1024 * 1024
@@ -35,7 +31,7 @@ _LINGER_SECONDS = 2.0
 # -- reading in a task ----------------------------------------------------------------
 
 
-async def wait_for_data(conn: HTTPConnection) -> None:
+async def wait_for_data(conn: Conn) -> None:
     """Until more bytes arrive, the client closes its side, or the connection is lost."""
     if conn.lost:
         raise ConnectionResetError("connection lost")
@@ -48,7 +44,7 @@ async def wait_for_data(conn: HTTPConnection) -> None:
         conn.data_waiter = None
 
 
-async def read(conn: HTTPConnection, size: int) -> bytes:
+async def read(conn: Conn, size: int) -> bytes:
     """Up to ``size`` bytes; empty at the end of the stream."""
     while not conn.buffer:
         if conn.eof:
@@ -62,7 +58,7 @@ async def read(conn: HTTPConnection, size: int) -> bytes:
     return buffer[:size]
 
 
-async def read_line(conn: HTTPConnection) -> bytes:
+async def read_line(conn: Conn) -> bytes:
     """Bytes up to and including the next LF (a chunk-size or trailer line)."""
     limit = conn.head_limit
     start = 0
@@ -83,7 +79,7 @@ async def read_line(conn: HTTPConnection) -> bytes:
     raise HTTPError(400, "chunk line too long")
 
 
-async def read_body(conn: HTTPConnection, request: Request, room: int) -> Continuation:
+async def read_body(conn: Conn, request: Request, room: int) -> Continuation:
     """A chunked body, or one larger than what may stay in memory: collected into a buffer
     that spools to disk past ``room`` bytes, reserved from the budget meanwhile."""
     server = conn.server
@@ -103,7 +99,7 @@ async def read_body(conn: HTTPConnection, request: Request, room: int) -> Contin
                 remaining -= len(data)
                 await buffer.write(data)
         else:
-            decoder = http11.ChunkedDecoder(
+            decoder = ChunkedDecoder(
                 max_chunk_line=config.max_chunk_line,
                 max_trailer_size=config.max_trailer_size,
                 max_body_size=config.max_body_size,
@@ -137,7 +133,7 @@ async def read_body(conn: HTTPConnection, request: Request, room: int) -> Contin
 # -- responses that need waiting --------------------------------------------------------
 
 
-async def send_file(conn: HTTPConnection, item: SendFile) -> Continuation:
+async def send_file(conn: Conn, item: SendFile) -> Continuation:
     """A file response: its head, then the file as the connection's strategy sends files."""
     transport = conn.transport
     try:
@@ -156,7 +152,7 @@ async def send_file(conn: HTTPConnection, item: SendFile) -> Continuation:
     return partial(conn.response_done, item.keep_alive)
 
 
-async def abort_after_flush(conn: HTTPConnection) -> Continuation:
+async def abort_after_flush(conn: Conn) -> Continuation:
     """Close without completing the response, after what was written has gone out
     (bounded by the send timeout)."""
     if conn.server.access and conn.call is not None:
@@ -177,7 +173,7 @@ async def abort_after_flush(conn: HTTPConnection) -> Continuation:
 # -- refusing -------------------------------------------------------------------------
 
 
-async def refuse(conn: HTTPConnection, exc: HTTPError, *,
+async def refuse(conn: Conn, exc: HTTPError, *,
                  head_only: bool = False) -> Continuation:
     """Answer a request the server will not handle, then close gently.  ``head_only``:
     the refused request is a HEAD whose head could not be parsed (one that was parsed is
@@ -193,7 +189,7 @@ async def refuse(conn: HTTPConnection, exc: HTTPError, *,
     return None
 
 
-async def linger(conn: HTTPConnection) -> None:
+async def linger(conn: Conn) -> None:
     """Close gently: stop sending, then read and drop what the client still sends for a
     moment, so that a reset does not destroy the response before it is read."""
     transport = conn.transport

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import TYPE_CHECKING
 
 from . import admission, http11, rarepaths
+from .connstate import Conn
 from .http11 import HTTPError, Request
 from .states import State
-
-if TYPE_CHECKING:
-    from .connection import HTTPConnection
 
 log = logging.getLogger("aiowsgi.error")
 
 
-def read_head(conn: HTTPConnection) -> None:
+def head_data(conn: Conn, data: bytes) -> None:
+    """Bytes of a request head arrived (state HEAD)."""
+    conn.buffer = conn.buffer + data if conn.buffer else data
+    read_head(conn)
+
+
+def read_head(conn: Conn) -> None:
     """Take the next request head from the buffer, or wait for more of it."""
     buffer = conn.buffer
     if buffer[:1] == b"\r" and not conn.lost:
@@ -73,7 +76,7 @@ def read_head(conn: HTTPConnection) -> None:
     _begin_body(conn, request)
 
 
-def _skip_empty_lines(conn: HTTPConnection, buffer: bytes) -> bytes | None:
+def _skip_empty_lines(conn: Conn, buffer: bytes) -> bytes | None:
     """``buffer`` without the empty lines before a request line; None if there were more
     of them than a request line may be long (the connection is refused)."""
     skip = http11.leading_empty_lines(buffer)
@@ -89,7 +92,7 @@ def _skip_empty_lines(conn: HTTPConnection, buffer: bytes) -> bytes | None:
     return buffer
 
 
-def _begin_body(conn: HTTPConnection, request: Request) -> None:
+def _begin_body(conn: Conn, request: Request) -> None:
     server = conn.server
     config = server.config
     length = request.content_length
@@ -120,7 +123,7 @@ def _begin_body(conn: HTTPConnection, request: Request) -> None:
         conn.resume_reading()
 
 
-def body_data(conn: HTTPConnection, data: bytes) -> None:
+def body_data(conn: Conn, data: bytes) -> None:
     """More of a body held in memory (state BODY); the call is dispatched once complete."""
     conn.body_parts.append(data)
     conn.body_size += len(data)

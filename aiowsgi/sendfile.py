@@ -12,18 +12,16 @@ import asyncio
 import errno
 import io
 import os
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from . import deadlines, flow
+from .connstate import Conn
 from .handoff import ClientGone, resolve
-
-if TYPE_CHECKING:
-    from .connection import HTTPConnection
 
 PIECE = 1024 * 1024
 
 
-async def by_loop(conn: HTTPConnection, file: IO[bytes], offset: int, count: int) -> int:
+async def by_loop(conn: Conn, file: IO[bytes], offset: int, count: int) -> int:
     """The loop's ``sendfile`` (asyncio's socket transport), without copies through
     Python; else :func:`by_kernel`.  Returns the bytes sent."""
     timeout = conn.server.config.send_timeout
@@ -49,7 +47,7 @@ async def by_loop(conn: HTTPConnection, file: IO[bytes], offset: int, count: int
     return sent + await by_kernel(conn, file, offset + sent, count - sent)
 
 
-async def by_kernel(conn: HTTPConnection, file: IO[bytes], offset: int, count: int) -> int:
+async def by_kernel(conn: Conn, file: IO[bytes], offset: int, count: int) -> int:
     """``os.sendfile`` on a duplicate of the connection's socket, where the transport is a
     plain socket and the file has a descriptor; else :func:`by_reading`.
 
@@ -91,7 +89,7 @@ async def by_kernel(conn: HTTPConnection, file: IO[bytes], offset: int, count: i
     return await by_reading(conn, file, offset, count)  # sendfile refused this file
 
 
-async def by_reading(conn: HTTPConnection, file: IO[bytes], offset: int, count: int) -> int:
+async def by_reading(conn: Conn, file: IO[bytes], offset: int, count: int) -> int:
     """Read the file in the I/O thread and write it, a piece at a time (TLS, files
     without a descriptor, files sendfile refuses)."""
     transport = conn.transport

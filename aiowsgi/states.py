@@ -10,8 +10,9 @@ the connection back (APP) or closes it.
 Every wait has one deadline, ``HTTPConnection.deadline``, checked by one sweep
 (:mod:`aiowsgi.deadlines`); the DEADLINE row says what passing it means in each state.
 
-The table: one row per state, one column per event, the action (an
-``HTTPConnection`` method; ``-``: nothing happens and the state stays)::
+The table: one row per state, one column per event, the action (a method of
+``HTTPConnection`` or a function of the module of its concern, ``reading.head_data`` for
+instance; ``-``: nothing happens and the state stays)::
 
     state   DATA       EOF        LOST       WRITABLE    OUTPUT        DEADLINE       ABORT
     HEAD    head_data  head_eof   close      -           -             head_late      close_now
@@ -67,7 +68,7 @@ class Event(enum.IntEnum):
 
 
 class Transition(NamedTuple):
-    action: str  # the HTTPConnection method that handles the event; "ignore" does nothing
+    action: str  # what handles the event (see HTTPConnection); "ignore" does nothing
     then: tuple[State, ...]  # the states the action may leave the connection in
 
 

@@ -1,9 +1,10 @@
 """``--workers N``: N server processes sharing the listening sockets, kept alive.
 
 The supervisor binds every socket itself, then starts each worker as a fresh Python
-process running ``aiowsgi serve`` (:func:`worker_main`) that inherits them (``fd://N``)
-and gets its options through ``AIOWSGI_*`` variables; no event loop, thread or
-application exists in the supervisor, so nothing is forked in an odd state.  Because the
+process running ``aiowsgi serve`` (:mod:`aiowsgi.supervised_worker`) that inherits them
+(``fd://N``) and gets its options through ``AIOWSGI_*`` variables (written by
+:func:`aiowsgi.environment.worker_environment`); no event loop, thread or application
+exists in the supervisor, so nothing is forked in an odd state.  Because the
 sockets stay open in the supervisor, a connection that arrives while workers come and go
 waits in the listen queue instead of being refused.
 
@@ -22,7 +23,6 @@ worker too, and exits 0: a worker that ends while the supervisor stops is no fai
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import select
@@ -33,45 +33,17 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from . import metrics
+from . import environment, metrics
 from .config import Config, ConfigError
 from .sockets import bind_sockets, remove_socket_files, socket_files
 
 log = logging.getLogger("aiowsgi.error")
 
-READY_FD_ENV = "AIOWSGI_READY_FD"
-SUPERVISED_ENV = "AIOWSGI_SUPERVISED"  # in a worker: signals come from the supervisor
 _START_TIMEOUT = 60.0  # seconds a new worker has to start serving
 _CRASH_WINDOW = 5.0  # a worker that dies sooner than this after starting "crashed"
 _MAX_CRASHES = 5  # crashes in a row before the supervisor gives up
 _STATS_TIMEOUT = 1.0  # seconds a worker has to report its counters to a metrics scrape
-
-
-def _option_env(config: Config, sockets: list[socket.socket]) -> dict[str, str]:
-    """``config`` as AIOWSGI_* variables for a worker: its own options, the inherited
-    sockets, and one worker."""
-    env = {}
-    defaults = Config()
-    for f in dataclasses.fields(Config):
-        value: Any = getattr(config, f.name)
-        if value == getattr(defaults, f.name):
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif isinstance(value, tuple):
-            value = ",".join(value)
-        env["AIOWSGI_" + f.name.upper()] = str(value)
-    for name in ("AIOWSGI_UDS", "AIOWSGI_FD", "AIOWSGI_HOST", "AIOWSGI_PORT"):
-        env.pop(name, None)
-    env["AIOWSGI_BIND"] = ",".join(f"fd://{sock.fileno()}" for sock in sockets)
-    env["AIOWSGI_WORKERS"] = "1"
-    env[SUPERVISED_ENV] = "1"
-    env.pop("AIOWSGI_RELOAD", None)
-    env.pop("AIOWSGI_RELOAD_DIR", None)
-    env.pop("AIOWSGI_METRICS_BIND", None)  # the supervisor serves the workers' metrics
-    return env
 
 
 class Worker:
@@ -103,7 +75,8 @@ class Supervisor:
         self.socket_files = socket_files(config)  # removed when the supervisor exits
         for sock in self.sockets:
             sock.set_inheritable(True)
-        self.env = {**environ, **_option_env(config, self.sockets)}
+        self.env = environment.worker_environment(
+            environ, config, [sock.fileno() for sock in self.sockets])
         self.workers: list[Worker] = []
         self.starting: Worker | None = None  # spawned, not serving yet
         self.stopping = 0  # signals received that ask to stop
@@ -126,15 +99,15 @@ class Supervisor:
     def spawn(self) -> Worker | None:
         """Start a worker and wait until it serves; None if it failed to."""
         ready_r, ready_w = os.pipe()
-        env = {**self.env, READY_FD_ENV: str(ready_w)}
+        env = {**self.env, environment.READY_FD: str(ready_w)}
         fds = [sock.fileno() for sock in self.sockets] + [ready_w]
         ours = theirs = None
         if self.config.metrics_bind:
             ours, theirs = socket.socketpair()
-            env[metrics.STATS_FD_ENV] = str(theirs.fileno())
+            env[environment.STATS_FD] = str(theirs.fileno())
             fds.append(theirs.fileno())
         try:
-            with _sigint_blocked():  # until worker_main ignores it: see there
+            with _sigint_blocked():  # until the worker ignores it: see supervised_worker
                 proc = subprocess.Popen(self.argv, env=env, pass_fds=fds)
         except BaseException:
             for sock in (ours, theirs):
@@ -332,7 +305,7 @@ def supervise(argv: list[str], config: Config) -> int:
 
 def signal_ready() -> None:
     """In a worker: tell the supervisor that this process serves now."""
-    fd = os.environ.pop(READY_FD_ENV, None)
+    fd = os.environ.pop(environment.READY_FD, None)
     if fd is not None and fd.isdigit():
         try:
             os.write(int(fd), b"1")
@@ -351,23 +324,7 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def worker_main() -> None:
-    """A worker: ``aiowsgi serve`` that ignores SIGINT, since the supervisor decides.
-
-    Until the server installs its handlers, Python would turn a SIGINT into a
-    KeyboardInterrupt: a traceback, and a worker that did not start.  So the worker
-    starts with SIGINT blocked (see ``Supervisor.spawn``), and ignores it here first
-    thing, which discards one already sent; ignored rather than blocked, it does not stay
-    blocked in the threads and processes the application starts.  SIGTERM keeps its
-    default until then: it ends the worker quietly.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    from .cli import main
-
-    sys.exit(main())
-
-
 def worker_command(app: str) -> list[str]:
-    return [sys.executable, "-c", "from aiowsgi.supervisor import worker_main; worker_main()",
+    """The command that starts a worker serving ``app``: see :mod:`aiowsgi.supervised_worker`."""
+    return [sys.executable, "-c", "from aiowsgi.supervised_worker import main; main()",
             "serve", app]

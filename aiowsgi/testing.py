@@ -17,7 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .server import Server, loop_factory
+from .config import Config
+from .runner import loop_factory
+from .server import Server
 from .wsgi import WSGIApp
 
 if TYPE_CHECKING:
@@ -126,6 +128,9 @@ class LiveServer:
     def __init__(self, app: WSGIApp, **options: Any) -> None:
         options.setdefault("host", "127.0.0.1")
         options.setdefault("port", 0)
+        # The event loop is the live server's own, so it takes the loop option: a Server
+        # takes none, it runs on whichever loop starts it.
+        self._loop_name = Config(loop=options.pop("loop", "auto")).loop
         self.server = Server(app, **options)  # validates the options here, not in the thread
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -181,7 +186,7 @@ class LiveServer:
             raise RuntimeError("the live server did not stop in time")
 
     def _run(self) -> None:
-        factory = loop_factory(self.server.config.loop)
+        factory = loop_factory(self._loop_name)
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(self._serve())
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiowsgi import Config
-from aiowsgi.admission import ServerState
 from aiowsgi.connection import HTTPConnection
 from aiowsgi.pool import WorkerPool
+from aiowsgi.serverstate import ServerState
 from aiowsgi.wsgi import WSGIApp
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import aiowsgi.runner
 import aiowsgi.server
 from aiowsgi import allocator
 from aiowsgi.config import Config
@@ -112,9 +113,9 @@ def test_run_tunes_with_the_configured_threshold(monkeypatch: pytest.MonkeyPatch
         seen.append(threshold)
         raise Stop
 
-    monkeypatch.setattr(aiowsgi.server.allocator, "tune", tune)
+    monkeypatch.setattr(allocator, "tune", tune)
     with pytest.raises(Stop):
-        aiowsgi.server.run(lambda environ, start_response: [], Config(
+        aiowsgi.runner.run(lambda environ, start_response: [], Config(
             port=0, malloc_trim_threshold=123_456, log_level="warning"))
     assert seen == [123_456]
 
@@ -125,7 +126,7 @@ def test_serve_leaves_the_allocator_alone(monkeypatch: pytest.MonkeyPatch) -> No
     def tune(threshold: int) -> Any:
         raise AssertionError("serve() must not tune the allocator")
 
-    monkeypatch.setattr(aiowsgi.server.allocator, "tune", tune)
+    monkeypatch.setattr(allocator, "tune", tune)
 
     async def main() -> None:
         async with aiowsgi.server.Server(lambda environ, start_response: [], port=0):

@@ -553,3 +553,30 @@ def test_second_sigint_closes_connections_without_traceback(
     assert "still busy" in stderr
     assert "Traceback" not in stderr, stderr
     assert "Exception" not in stderr, stderr
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["--reload-dir", "."], id="one-server"),  # --reload-dir without --reload
+    pytest.param(["--workers", "2"], id="workers"),
+    pytest.param(["--reload"], id="reload"),
+])
+def test_process_and_command_line_options_still_serve(
+        start_server: Callable[..., RunningServer], args: list[str]) -> None:
+    """The command line acts on the options a Server refuses (--workers, --reload and
+    --reload-dir itself; --loop and --log-level through run()), then serves."""
+    if "--reload" in args:
+        pytest.importorskip("watchfiles")
+    server = start_server("hello_app:app", *args, "--loop", "asyncio", "--log-level", "debug")
+    conn = server.connection()
+    try:
+        conn.request("GET", "/x")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"hello from hello_app /x?")
+    finally:
+        conn.close()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.wait(EXIT_TIMEOUT) == 0, server.stderr
+    stderr = server.stderr
+    assert "(asyncio loop, 8 threads)" in stderr  # in the server, or each worker
+    assert "listening on http://127.0.0.1:" in stderr  # a debug message
+    assert "Traceback" not in stderr and "does not take" not in stderr, stderr

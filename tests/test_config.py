@@ -15,6 +15,7 @@ from aiowsgi.config import (
     choice_value,
     option_choices,
     option_names,
+    option_scope,
     option_type,
 )
 
@@ -261,3 +262,22 @@ def test_config_is_frozen() -> None:
         config.not_an_option = 1  # type: ignore[attr-defined]
     assert config.port == 8000
     assert hash(config) == hash(Config())
+
+
+# -- scopes: who acts on an option ------------------------------------------------------
+
+
+def test_every_option_has_a_scope() -> None:
+    assert {option_scope(f.name) for f in FIELDS} == {"server", "process", "command"}
+
+
+def test_the_options_no_server_acts_on() -> None:
+    """Read from the code: Server and the connections read none of these; run() and the
+    command line act on the process ones, only the command line on the command ones."""
+    outside = {f.name: option_scope(f.name) for f in FIELDS if option_scope(f.name) != "server"}
+    assert outside == {
+        "loop": "process", "log_level": "process", "log_config": "process",
+        "malloc_trim_threshold": "process", "shutdown_delay": "process",
+        "metrics_bind": "process",
+        "workers": "command", "reload": "command", "reload_dir": "command",
+    }

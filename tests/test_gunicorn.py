@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aiowsgi import Server
+from aiowsgi import Config, Server
 from aiowsgi.gunicorn import config_from
 
 from .http import RawClient
@@ -83,7 +83,8 @@ def test_gunicorn_settings_map_to_options() -> None:
     config = config_from(Cfg())
     assert (config.threads, config.keepalive_timeout, config.graceful_timeout) == (4, 2.0, 15.0)
     assert (config.max_connections, config.max_header_count) == (500, 50)
-    assert config.max_request_line == 8192  # gunicorn's 0 means no limit: ours stays
+    # gunicorn's 0 means no limit: ours stays
+    assert config.max_request_line == Config().max_request_line
 
 
 def pid_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aiowsgi import Config, ConfigError, accesslog
-from aiowsgi.server import configure_logging
+from aiowsgi.runner import configure_logging
 
 from .conftest import StartServer
 from .http import RawClient

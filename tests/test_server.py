@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -240,3 +241,74 @@ def test_run_serves_until_sigterm_and_restores_handlers(loop: str, tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- options a Server does not act on ---------------------------------------------------
+
+# A value other than the default for every option of the process (run() and the command
+# line act on them) and of the command line alone.
+PROCESS_OPTIONS: dict[str, Any] = {
+    "loop": "asyncio", "log_level": "debug", "log_config": "/etc/aiowsgi/logging.json",
+    "malloc_trim_threshold": 0, "shutdown_delay": 1.0, "metrics_bind": "127.0.0.1:9100"}
+COMMAND_OPTIONS: dict[str, Any] = {"workers": 2, "reload": True, "reload_dir": ("src",)}
+OF_RUN = "it is an option of run() and the command line"
+OF_COMMAND = "it is an option of the command line (aiowsgi serve)"
+REFUSED = [(name, value, OF_RUN) for name, value in PROCESS_OPTIONS.items()] + [
+    (name, value, OF_COMMAND) for name, value in COMMAND_OPTIONS.items()]
+
+
+@pytest.mark.parametrize(("name", "value", "taken_by"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_server_refuses_a_process_or_command_option(name: str, value: Any,
+                                                    taken_by: str) -> None:
+    with pytest.raises(TypeError) as info:
+        Server(hello, **{name: value})
+    assert str(info.value) == f"Server() does not take {name}: {taken_by}"
+    with pytest.raises(TypeError, match=f"^Server\\(\\) does not take {name}: "):
+        Server(hello, **{name: getattr(Config(), name)})  # given at all, whatever the value
+
+
+@pytest.mark.parametrize(("name", "value", "taken_by"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_server_refuses_a_config_that_sets_one(name: str, value: Any, taken_by: str) -> None:
+    with pytest.raises(TypeError) as info:
+        Server(hello, Config(**{name: value}))
+    assert str(info.value) == f"Server() does not take a config that sets {name}: {taken_by}"
+
+
+def test_every_refused_option_is_named_at_once() -> None:
+    with pytest.raises(TypeError) as info:
+        Server(hello, workers=4, loop="uvloop", reload=True, log_level="debug")
+    assert str(info.value) == (
+        "Server() does not take workers, reload: they are options of the command line "
+        "(aiowsgi serve); nor loop, log_level: they are options of run() and the command line")
+    with pytest.raises(TypeError) as info:
+        Server(hello, Config(**PROCESS_OPTIONS, **COMMAND_OPTIONS))
+    message = str(info.value)
+    assert message.startswith("Server() does not take a config that sets ")
+    assert all(name in message for name in [*PROCESS_OPTIONS, *COMMAND_OPTIONS])
+
+
+async def test_serve_refuses_them_too() -> None:
+    with pytest.raises(TypeError) as info:
+        await serve(hello, workers=2)
+    assert str(info.value) == f"serve() does not take workers: {OF_COMMAND}"
+    with pytest.raises(TypeError, match=r"^serve\(\) does not take a config that sets loop"):
+        await serve(hello, Config(loop="asyncio"))
+
+
+def test_server_takes_every_server_option() -> None:
+    defaults = Config()
+    server_options = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(Config)
+                      if f.name not in PROCESS_OPTIONS and f.name not in COMMAND_OPTIONS}
+    assert Server(hello, **server_options).config == defaults
+    changed = Server(hello, Config(threads=3), port=0, server_header=False).config
+    assert (changed.threads, changed.port, changed.server_header) == (3, 0, False)
+
+
+async def test_a_server_with_server_options_serves() -> None:
+    async with Server(hello, Config(host="127.0.0.1"), port=0, threads=2,
+                      server_header=False) as server:
+        client = await RawClient.connect(server.host, server.port)
+        response = await client.request("GET", "/")
+        assert (response.status, response.body) == (200, b"hello")
+        assert response.header("Server") is None
+        await client.close()

@@ -79,16 +79,16 @@ async def test_tcp_nodelay_on_accepted_connections(how: str) -> None:
         options = {"fd": socket.create_server(("127.0.0.1", 0)).detach()}
     async with Server(where, **options) as server:
         reader, writer = await asyncio.open_connection(*server.addresses[0])
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await read_response(reader)).status == 200
-        # this client's connection: one of an earlier test may not be collected yet
-        mine = writer.get_extra_info("sockname")
-        (conn,) = [o for o in gc.get_objects() if type(o) is HTTPConnection
-                   and not o.transport.is_closing()
-                   and o.transport.get_extra_info("peername") == mine]
-        sock = conn.transport.get_extra_info("socket")
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        writer.close()
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await read_response(reader)).status == 200
+            (conn,) = [o for o in gc.get_objects() if type(o) is HTTPConnection
+                       and not o.transport.is_closing()
+                       and o.transport.get_extra_info("sockname")[1] == server.port]
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            writer.close()
 
 
 def _ipv6_available() -> bool:

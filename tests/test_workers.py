@@ -306,3 +306,21 @@ def test_a_worker_that_cannot_load_the_app_stops_the_supervisor_with_1(tmp_path:
         text = "".join(srv.output())
     assert "error while importing 'failingapp': RuntimeError: only in a worker" in text
     assert "did not start serving" in text
+
+
+def test_workers_take_their_options_from_the_command_line_not_the_environment(
+        tmp_path: Path) -> None:
+    """The command line wins in the workers too: a variable it overrode, or one that only
+    the supervisor acts on (AIOWSGI_RELOAD), does not reach them."""
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    env = {"AIOWSGI_THREADS": "4", "AIOWSGI_RELOAD": "true",
+           "AIOWSGI_RELOAD_DIR": str(tmp_path)}
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", "--threads", "8", "--no-access-log", ready="supervisor",
+                      new_session=True, env=env) as srv:
+        started = [line for line in srv.lines if "aiowsgi serving" in line]
+        assert len(started) == 2 and all("8 threads" in line for line in started), srv.lines
+        assert not any("supervisor" in line for line in started)
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
+        assert sum("aiowsgi supervisor" in line for line in srv.output()) == 1

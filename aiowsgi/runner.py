@@ -1,0 +1,214 @@
+"""The process that serves: ``run()`` and what the command line shares with it.
+
+:class:`~aiowsgi.server.Server` is embeddable and leaves the process alone; this module
+owns what only one piece of code per process may own: the event loop (uvloop or
+asyncio), the SIGINT/SIGTERM/SIGQUIT handlers (put back afterwards), logging's
+configuration, the allocator's thresholds, the metrics endpoint, systemd's socket
+activation, and the end of the protocol with a ``--workers`` supervisor (telling it the
+worker serves, answering its metrics queries, stopping when it is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import logging.config
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import allocator, environment, metrics
+from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
+from .server import Server
+from .supervisor import signal_ready
+from .tls import tls_context
+from .wsgi import WSGIApp
+
+log = logging.getLogger("aiowsgi.error")
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for the ``loop`` option."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise ConfigError("loop", "uvloop is not installed "
+                                  "(pip install 'aiowsgi[uvloop]')") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def check_options(config: Config) -> None:
+    """Raise the ConfigError that run() would, for an option naming something this process
+    cannot use (an event loop that is not installed, a TLS file that cannot be loaded),
+    without starting anything: the command line checks before it imports the application
+    or starts workers."""
+    loop_factory(config.loop)
+    tls_context(config)
+
+
+def with_systemd_sockets(config: Config) -> Config:
+    """``config`` listening on the sockets systemd passed, when no address was given."""
+    if config.bind or config.uds or config.fd >= 0:
+        return config
+    activated = _systemd_sockets()
+    return config.replace(bind=activated) if activated else config
+
+
+def _systemd_sockets() -> tuple[str, ...]:
+    """The sockets systemd passed (socket activation: LISTEN_FDS from fd 3 on), if any are
+    meant for this process; the variables are removed so that children do not take them."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return ()
+    count = os.environ.get("LISTEN_FDS", "")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if not count.isdigit():
+        return ()
+    return tuple(f"fd://{fd}" for fd in range(3, 3 + int(count)))
+
+
+def configure_logging(level: str, log_config: str = "") -> None:
+    """Apply ``log_config`` (JSON for dictConfig, else INI for fileConfig); without one,
+    log aiowsgi's messages to stderr unless the program configured logging itself."""
+    if log_config:
+        try:
+            if log_config.endswith(".json"):
+                with open(log_config, encoding="utf-8") as file:
+                    logging.config.dictConfig(json.load(file))
+            else:
+                logging.config.fileConfig(log_config, disable_existing_loggers=False)
+        except Exception as exc:  # noqa: BLE001 - whatever the file gets wrong, it names it
+            raise ConfigError("log_config", f"cannot use {log_config!r}: "
+                              f"{type(exc).__name__}: {exc}") from None
+        return
+    logger = logging.getLogger("aiowsgi")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
+        logger.addHandler(handler)
+
+
+def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
+    """Serve ``app`` on a new event loop until SIGINT or SIGTERM, then shut down gracefully.
+
+    A second signal during the graceful shutdown closes every connection at once.  It
+    takes the server's options and the process's (``loop``, ``log_level``...), not the
+    command line's (``workers``, ``reload``, ``reload_dir``): those are a TypeError.
+    """
+    config = with_systemd_sockets(config_for("run()", RUN_SCOPES, config, options))
+    factory = loop_factory(config.loop)
+    configure_logging(config.log_level, config.log_config)
+    allocator.tune(config.malloc_trim_threshold)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_until_signalled(app, config))
+
+
+async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
+    loop = asyncio.get_running_loop()
+    server = Server(app, narrowed_to(config, SERVER_SCOPES))  # the rest is ours
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+    previous: dict[signal.Signals, Any] = {}
+    received: list[int] = []
+    tasks: set[asyncio.Future[None]] = set()
+
+    hurry = asyncio.Event()
+
+    async def stop(signum: signal.Signals) -> None:
+        if config.shutdown_delay:
+            log.info("%s received: still serving for %gs (shutdown_delay), then shutting "
+                     "down gracefully", signum.name, config.shutdown_delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hurry.wait(), config.shutdown_delay)
+        else:
+            log.info("%s received: shutting down gracefully", signum.name)
+        await server.shutdown()
+
+    supervised = os.environ.get(environment.SUPERVISED) == "1"
+
+    async def watch_supervisor(parent: int) -> None:
+        # a worker whose supervisor died (SIGKILL, a crash) must not live on as an orphan
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.warning("the supervisor is gone: shutting down")
+        await server.shutdown()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if supervised and signum == signal.SIGINT:
+            return  # a terminal's Ctrl-C reaches the whole group: the supervisor decides
+        if supervised and signum == signal.SIGQUIT:
+            received.append(signum)
+            signum = signal.SIGINT  # the supervisor's "close everything now"
+        elif supervised and received:
+            return  # systemd and the supervisor may both send SIGTERM: one drain is enough
+        received.append(signum)
+        if len(received) == 1:
+            tasks.add(asyncio.ensure_future(stop(signum)))
+        else:
+            log.info("%s received again: closing every connection now", signum.name)
+            hurry.set()
+            server.abort()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in signals:
+            previous[signum] = signal.getsignal(signum)
+            loop.add_signal_handler(signum, on_signal, signum)
+    stop_metrics = stop_answering = None
+    try:
+        async with server:
+            if config.metrics_bind:
+                stop_metrics = metrics.start(config.metrics_bind,
+                                             lambda: [({}, server.stats())])
+                log.info("metrics at http://%s/metrics", config.metrics_bind)
+            stats_fd = os.environ.pop(environment.STATS_FD, "")
+            if supervised and stats_fd.isdigit():
+                stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
+            log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
+                     _loop_name(loop), config.threads)
+            signal_ready()
+            if supervised:
+                tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
+            await server.serve_forever()
+        log.info("shutdown complete")
+    finally:
+        if stop_metrics is not None:
+            await asyncio.to_thread(stop_metrics)
+        if stop_answering is not None:
+            stop_answering()
+        for signum, handler in previous.items():
+            loop.remove_signal_handler(signum)
+            restore_signal_handler(signum, handler)
+
+
+def restore_signal_handler(signum: int, handler: Any) -> None:
+    """Put ``handler`` back for ``signum`` at the end of a stop.
+
+    A stop signal that arrives while a handler is being swapped (a second SIGTERM, sent by
+    the supervisor to a worker that got the group's own) is reported by ``signal.signal``
+    itself: OSError "ignored due to race condition" when no Python handler was in place,
+    or whatever the pending handler raises.  The stop is under way already, so it is
+    dropped, and the handler is put back all the same."""
+    for _ in range(3):
+        try:
+            signal.signal(signum, handler)
+            return
+        except (OSError, KeyboardInterrupt, StopSignal):
+            pass
+    signal.signal(signum, handler)
+
+
+class StopSignal(BaseException):
+    """SIGTERM or SIGINT raised as an exception, where a stop must interrupt whatever runs
+    (the command line's start-up, before the server's own handlers are installed)."""
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

@@ -1,0 +1,156 @@
+"""The ``AIOWSGI_*`` format: what the writer writes, the reader reads back unchanged.
+
+The property is checked over every field of Config, each set to values other than its
+default (a new option without a sample value here fails the test that says so), and
+over one Config with every option changed at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aiowsgi import Config, environment
+from aiowsgi.config import option_choices, option_type
+
+# Values for options whose text is checked by Config (addresses, paths, formats): a
+# number, a flag or a choice gets values made from its type and bounds instead.
+SAMPLES: dict[str, list[Any]] = {
+    "host": ["0.0.0.0", "::1"],
+    "bind": [("127.0.0.1:8001",), ("[::1]:80", "unix:/tmp/a.sock", "fd://3")],
+    "uds": ["/tmp/aiowsgi.sock"],
+    "uds_mode": ["660", "0600"],
+    "ssl_certfile": ["/etc/ssl/cert.pem"],
+    "ssl_keyfile": ["/etc/ssl/key.pem"],
+    "ssl_keyfile_password": ["secret, with spaces"],
+    "ssl_ca_certs": ["/etc/ssl/ca.pem"],
+    "root_path": ["/api", "/a/b"],
+    "forwarded_allow_ips": ["*", "10.0.0.0/8,unix", ""],
+    "access_log_format": ['%(h)s "%(r)s" %(s)s', "%(L)s"],
+    "metrics_bind": ["127.0.0.1:9100", "[::1]:9100"],
+    "log_config": ["/etc/aiowsgi/logging.json"],
+    "reload_dir": [("src",), ("src", "lib")],
+}
+
+# Options that only make sense with another one set.
+NEEDS = {"ssl_keyfile": {"ssl_certfile": "/etc/ssl/cert.pem"},
+         "ssl_ca_certs": {"ssl_certfile": "/etc/ssl/cert.pem"}}
+
+FIELDS = dataclasses.fields(Config)
+DEFAULTS = Config()
+
+
+def _numbers(f: dataclasses.Field[Any]) -> Iterator[Any]:
+    kind, default = option_type(f), getattr(DEFAULTS, f.name)
+    low, high = f.metadata["min"], f.metadata["max"]
+    yield from (low, high)
+    yield default + 1
+    yield default * 3 // 2 if kind is int else default * 1.5 + 0.25
+    if kind is float:
+        yield 0.001 if low is None or low <= 0.001 else low + 0.001
+
+
+def non_defaults(f: dataclasses.Field[Any]) -> list[Any]:
+    """Values of ``f`` that Config takes and that are not its default."""
+    kind = option_type(f)
+    if f.name in SAMPLES:
+        candidates: list[Any] = SAMPLES[f.name]
+    elif kind is bool:
+        candidates = [not f.default]
+    elif option_choices(f):
+        candidates = list(option_choices(f) or ())
+    elif kind in (int, float):
+        candidates = [kind(value) for value in _numbers(f) if value is not None]
+    else:
+        candidates = []
+    values = []
+    for value in candidates:
+        if value == f.default or value in values:
+            continue
+        try:
+            Config(**{**NEEDS.get(f.name, {}), f.name: value})
+        except ValueError:
+            continue
+        values.append(value)
+    return values
+
+
+def round_trip(config: Config) -> Config:
+    return Config(**environment.read_options(environment.write_options(config)))
+
+
+def test_every_option_has_values_to_try() -> None:
+    missing = [f.name for f in FIELDS if not non_defaults(f)]
+    assert not missing, f"add non-default sample values for {missing} to SAMPLES"
+
+
+@pytest.mark.parametrize("f", FIELDS, ids=[f.name for f in FIELDS])
+def test_each_option_reads_back_as_written(f: dataclasses.Field[Any]) -> None:
+    for value in non_defaults(f):
+        config = Config(**{**NEEDS.get(f.name, {}), f.name: value})
+        written = environment.write_options(config)
+        assert environment.variable(f.name) in written
+        assert round_trip(config) == config, (f.name, value, written)
+
+
+def test_every_option_changed_at_once_reads_back_as_written() -> None:
+    config = Config(**{f.name: non_defaults(f)[-1] for f in FIELDS})
+    assert all(getattr(config, f.name) != f.default for f in FIELDS)
+    written = environment.write_options(config)
+    assert set(written) == {environment.variable(f.name) for f in FIELDS}
+    assert round_trip(config) == config
+
+
+def test_defaults_are_not_written() -> None:
+    assert environment.write_options(Config()) == {}
+    assert round_trip(Config()) == Config()
+
+
+def test_every_variable_has_the_prefix_and_names_are_distinct() -> None:
+    names = [environment.APP, environment.FACTORY, environment.APP_DIR, environment.READY_FD,
+             environment.SUPERVISED, environment.STATS_FD,
+             *(environment.variable(f.name) for f in FIELDS)]
+    assert all(name.startswith(environment.PREFIX) for name in names)
+    assert len(set(names)) == len(names)
+
+
+def test_a_value_the_format_cannot_carry_is_refused_when_written() -> None:
+    with pytest.raises(ValueError, match="AIOWSGI_RELOAD_DIR: 'my src' cannot be written"):
+        environment.write_options(Config(reload_dir=("my src",)))
+
+
+def test_booleans_in_every_spelling() -> None:
+    for text in ("1", "true", "YES", " on "):
+        assert environment.read_options({"AIOWSGI_ACCESS_LOG": text}) == {"access_log": True}
+    for text in ("0", "False", "no", "OFF"):
+        assert environment.read_options({"AIOWSGI_ACCESS_LOG": text}) == {"access_log": False}
+
+
+def test_the_application_variables() -> None:
+    assert environment.read_app({}) == (None, False, None)
+    assert environment.read_app({"AIOWSGI_APP": "m:app", "AIOWSGI_FACTORY": "Yes",
+                                 "AIOWSGI_APP_DIR": "src"}) == ("m:app", True, "src")
+
+
+def test_a_worker_serves_the_inherited_sockets_as_one_supervised_worker() -> None:
+    config = Config(host="0.0.0.0", port=9000, uds="/tmp/a.sock", threads=3, workers=4,
+                    reload=True, reload_dir=("src",), metrics_bind="127.0.0.1:9100",
+                    log_level="debug")
+    worker = environment.worker_environment({"PATH": "/bin"}, config, [5, 6])
+    assert worker[environment.SUPERVISED] == "1" and worker["PATH"] == "/bin"
+    assert Config(**environment.read_options(worker)) == dataclasses.replace(
+        DEFAULTS, bind=("fd://5", "fd://6"), threads=3, log_level="debug")
+
+
+def test_a_worker_takes_no_option_from_the_inherited_environment() -> None:
+    """The supervisor's options are the worker's: a variable the command line overrode,
+    or one for the supervisor only (--reload would make each worker a supervisor)."""
+    inherited = {"AIOWSGI_THREADS": "4", "AIOWSGI_RELOAD": "true", "AIOWSGI_WORKERS": "3",
+                 "AIOWSGI_UDS": "/tmp/b.sock", "AIOWSGI_METRICS_BIND": "127.0.0.1:9100",
+                 "AIOWSGI_APP": "m:app", "HOME": "/root"}
+    worker = environment.worker_environment(inherited, Config(), [5])
+    assert Config(**environment.read_options(worker)) == Config(bind=("fd://5",))
+    assert (worker["AIOWSGI_APP"], worker["HOME"]) == ("m:app", "/root")

@@ -1,0 +1,38 @@
+"""The package stays readable: no module over 500 lines, no class over 350, and the
+architecture document describes the modules there are."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "aiowsgi"
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 350
+MODULES = sorted(PACKAGE.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_module_and_class_sizes(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    count = len(text.splitlines())
+    assert count <= MAX_MODULE_LINES, f"{path.name} has {count} lines"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ClassDef):
+            assert node.end_lineno is not None
+            lines = node.end_lineno - node.lineno + 1
+            assert lines <= MAX_CLASS_LINES, f"{path.name}: class {node.name} has {lines} lines"
+
+
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def test_the_architecture_document_names_every_module_and_only_those() -> None:
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    named = set(re.findall(r"`(\w+)\.py`", text))
+    modules = {path.stem for path in MODULES} - {"__init__", "__main__"}
+    assert modules - named == set(), "modules docs/architecture.md does not describe"
+    assert named - modules == set(), "modules docs/architecture.md names that do not exist"
