@@ -10,7 +10,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "aiowsgi"
+from ..process import ROOT
+
+PACKAGE = ROOT / "aiowsgi"
 NAME = PACKAGE.name
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "aiowsgi"
+from ..process import ROOT
+
+PACKAGE = ROOT / "aiowsgi"
 MAX_MODULE_LINES = 500
 MAX_CLASS_LINES = 350
 MODULES = sorted(PACKAGE.glob("*.py"))
