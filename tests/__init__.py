@@ -9,15 +9,16 @@ Where the test of a behaviour lives:
   (chunked and large bodies, refusals), ``test_body`` (memory or a temporary file),
   ``test_admission`` (503 and 504), ``test_output`` (one write per batch), ``test_flow``
   (backpressure), ``test_sendfile`` (file responses), ``test_deadlines`` (every timeout);
-  then ``test_wsgi`` (the PEP 3333 contract), ``test_http11``, ``test_handoff``,
-  ``test_pool``, ``test_server``, ``test_sockets``, ``test_tls``, ``test_supervisor``
-  and the rest, one per module.
+  then ``test_wsgi`` (the PEP 3333 contract), ``test_http11``, ``test_chunked``,
+  ``test_handoff``, ``test_pool``, ``test_server``, ``test_runner``, ``test_sockets``,
+  ``test_tls``, ``test_supervisor`` and the rest, one per module.
 - ``system/``: qualities of the whole server rather than of one module: clients that
   reset by the thousand (``test_faults``), idle connections by the thousand
   (``test_scale``), what a request costs the garbage collector (``test_gc_budget``).
 - ``frameworks/``: real frameworks, unmodified, served by aiowsgi.
 - ``project/``: the repository itself: the README's option table, ruff and mypy, the
-  examples.
+  sizes of modules and the architecture document (``test_layout``), the import graph
+  (``test_imports``), the examples.
 
 Helpers, each defined once: ``waiting`` (``SAFETY``, the one safety timeout, and polling),
 ``http`` (a raw HTTP client and request helpers), ``process`` (``aiowsgi serve`` in a
