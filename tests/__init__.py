@@ -23,6 +23,7 @@ Where the test of a behaviour lives:
 Helpers, each defined once: ``waiting`` (``SAFETY``, the one safety timeout, and polling),
 ``http`` (a raw HTTP client and request helpers), ``process`` (``aiowsgi serve`` in a
 subprocess), ``apps`` (echo apps, a gate, file apps), ``logs`` (what the server logged),
-``fake_transport`` (a connection driven without sockets or threads), ``conftest``
-(``start_server``: a live server on each event loop).
+``limits`` (the default limits, from Config), ``fake_transport`` (a connection driven
+without sockets or threads), ``conftest`` (``start_server``: a live server on each event
+loop).
 """
