@@ -1,5 +1,5 @@
 """The package stays readable: no module over 500 lines, no class over 350, and the
-architecture document describes the modules there are."""
+architecture document describes the modules there are; the documents name files there are."""
 
 from __future__ import annotations
 
@@ -38,3 +38,20 @@ def test_the_architecture_document_names_every_module_and_only_those() -> None:
     modules = {path.stem for path in MODULES} - {"__init__", "__main__"}
     assert modules - named == set(), "modules docs/architecture.md does not describe"
     assert named - modules == set(), "modules docs/architecture.md names that do not exist"
+
+
+# (not the CHANGELOG: it names files as they were when each change was made)
+DOCUMENTS = [ROOT / "README.md", ROOT / "bench" / "README.md",
+             *sorted((ROOT / "docs").glob("*.md"))]
+OUTPUT = ROOT / "bench" / "results"  # written by bench/run.py, not in the repository
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_files_a_document_names_exist(document: Path) -> None:
+    """A path like ``tests/system/test_faults.py`` or ``aiowsgi/states.py`` in the docs
+    points at a file there is (files move when the layout changes)."""
+    named = set(re.findall(r"`((?:aiowsgi|tests|bench|examples|docs)/[\w/]+\.\w+)`",
+                           document.read_text(encoding="utf-8")))
+    missing = sorted(path for path in named
+                     if not (ROOT / path).exists() and not (ROOT / path).is_relative_to(OUTPUT))
+    assert missing == []
