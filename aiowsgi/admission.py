@@ -69,7 +69,7 @@ def dispatch(conn: Conn, request: Request, body: IO[bytes], size: int) -> None:
     conn.handoff, conn.call = handoff, call
     if server.access:
         conn.started = time.perf_counter()
-    conn.enter(State.APP)
+    conn.state = State.APP
     conn.deadline = conn.loop.time() + server.first_wait
 
 

@@ -26,7 +26,6 @@ from .wsgi import WSGICall
 
 log = logging.getLogger("aiowsgi.error")
 
-_Row = tuple[Callable[..., None], ...]  # the table's actions for one state, by Event
 
 
 class HTTPConnection(asyncio.Protocol):
@@ -52,8 +51,7 @@ class HTTPConnection(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # made below
         self.task: asyncio.Task[None] | None = None
         self.closed: asyncio.Future[None] = self.loop.create_future()
-        self.state = State.HEAD
-        self.row: _Row = _ROWS[State.HEAD]
+        self.state = State.HEAD  # its actions are the table's row (see states)
         self.deadline = 0.0  # when the current wait ends (0: no limit); see deadlines
         self.expired = False  # the task was cancelled because its wait ran out
         self.served = 0  # requests begun on this connection
@@ -111,13 +109,13 @@ class HTTPConnection(asyncio.Protocol):
         if server.refused == 1 or server.refused % 1000 == 0:
             log.warning("max_connections=%d reached: new connections get 503 (%d so far)",
                         server.max_connections, server.refused)
-        self.enter(State.CLOSED)
+        self.state = State.CLOSED
         resolve(self.closed)
         self.transport.write(http11.error_response(503, "too many connections", retry_after=1))
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.row[Event.DATA](self, data)
+        self.state.actions[_DATA](self, data)
 
     def eof_received(self) -> bool:
         """The client closed its sending side.  It may still read (a half-close), so a
@@ -125,7 +123,7 @@ class HTTPConnection(asyncio.Protocol):
         self.eof = True
         if self.call is not None:
             self.call.disconnected.set()
-        self.row[Event.EOF](self)
+        self.state.actions[_EOF](self)
         return not self.over_ssl
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -136,7 +134,7 @@ class HTTPConnection(asyncio.Protocol):
             self.call.disconnected.set()
         if self.handoff is not None:
             self.handoff.abort(ClientGone("client disconnected"))
-        self.row[Event.LOST](self)
+        self.state.actions[_LOST](self)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -144,20 +142,20 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.paused:
             self.paused = False
-            self.row[Event.WRITABLE](self)
+            self.state.actions[_WRITABLE](self)
 
     def on_output(self) -> None:
         """The application thread handed output over (scheduled from that thread)."""
-        self.row[Event.OUTPUT](self)
+        self.state.actions[_OUTPUT](self)
 
     def expire(self) -> None:
         """The current wait passed its deadline (called by the sweep)."""
         self.deadline = 0.0
-        self.row[Event.DEADLINE](self)
+        self.state.actions[_DEADLINE](self)
 
     def abort(self) -> None:
         """Close now, whatever is under way (the end of a graceful shutdown)."""
-        self.row[Event.ABORT](self)
+        self.state.actions[_ABORT](self)
 
     @property
     def closable_when_idle(self) -> bool:
@@ -165,10 +163,6 @@ class HTTPConnection(asyncio.Protocol):
         waits for a head of which no byte is here, and it has served one already (a client
         that connected and sent nothing yet is surely about to)."""
         return self.state is State.HEAD and self.served > 0 and not self.buffer
-
-    def enter(self, state: State) -> None:
-        self.state = state
-        self.row = _ROWS[state]
 
     # -- the table's actions -----------------------------------------------------------
 
@@ -205,7 +199,7 @@ class HTTPConnection(asyncio.Protocol):
     def drained(self) -> None:
         after, self.after_drain = self.after_drain, None
         self.deadline = 0.0
-        self.enter(State.APP)
+        self.state = State.APP
         assert after is not None
         after()
 
@@ -278,7 +272,7 @@ class HTTPConnection(asyncio.Protocol):
         if not keep_alive or server.shutting_down:
             self.close()
             return
-        self.state, self.row = State.HEAD, _ROWS[State.HEAD]  # enter(), inlined: every request
+        self.state = State.HEAD
         self.keepalive_phase = True
         self.deadline = self.loop.time() + server.config.keepalive_timeout
         if self.buffer or self.eof or self.lost or self.reading_paused:
@@ -307,7 +301,7 @@ class HTTPConnection(asyncio.Protocol):
         self.close()
 
     def start_task(self, coro: Coroutine[Any, Any, Continuation]) -> None:
-        self.enter(State.TASK)
+        self.state = State.TASK
         self.deadline = 0.0
         self.task = self.loop.create_task(self._run_task(coro))
 
@@ -330,7 +324,7 @@ class HTTPConnection(asyncio.Protocol):
         if then is None or self.lost:
             self.close()
             return
-        self.enter(State.APP)
+        self.state = State.APP
         then()
 
     def close(self, *, abort: bool = False) -> None:
@@ -341,7 +335,7 @@ class HTTPConnection(asyncio.Protocol):
             admission.give_up(self, ClientGone("connection closed"))
         else:
             self.forget_request()
-        self.enter(State.CLOSED)
+        self.state = State.CLOSED
         self.items_ready = None
         self.deadline = 0.0
         self.buffer = b""
@@ -357,15 +351,15 @@ class HTTPConnection(asyncio.Protocol):
 # The table's actions that belong to the modules of a concern (the rest are methods):
 # called straight from the row, with the connection first.
 _ACTIONS: dict[str, Callable[..., None]] = {
-    "head_data": reading.head_data,
+    "head_data": reading.read_head,
     "head_eof": reading.read_head,
     "body_data": reading.body_data,
     "write_output": output.take_and_write,
     "wake_drain": flow.wake_drain,
 }
+_DATA, _EOF, _LOST, _WRITABLE, _OUTPUT, _DEADLINE, _ABORT = Event
 
-_ROWS: dict[State, _Row] = {
-    state: tuple(_ACTIONS.get(TABLE[state, event].action)
-                 or getattr(HTTPConnection, TABLE[state, event].action) for event in Event)
-    for state in State
-}
+for _state in State:  # each state carries its row of the table, by event
+    _state.actions = tuple(_ACTIONS.get(TABLE[_state, event].action)
+                           or getattr(HTTPConnection, TABLE[_state, event].action)
+                           for event in Event)

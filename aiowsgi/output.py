@@ -237,7 +237,7 @@ def after_write(conn: Conn, then: Callable[[], object]) -> None:
     if conn.lost or conn.transport.is_closing():
         conn.close()
     elif conn.paused:
-        conn.enter(State.DRAIN)
+        conn.state = State.DRAIN
         conn.after_drain = then
         conn.deadline = conn.loop.time() + conn.server.config.send_timeout
     else:

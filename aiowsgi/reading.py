@@ -18,14 +18,11 @@ from .states import State
 log = logging.getLogger("aiowsgi.error")
 
 
-def head_data(conn: Conn, data: bytes) -> None:
-    """Bytes of a request head arrived (state HEAD)."""
-    conn.buffer = conn.buffer + data if conn.buffer else data
-    read_head(conn)
-
-
-def read_head(conn: Conn) -> None:
-    """Take the next request head from the buffer, or wait for more of it."""
+def read_head(conn: Conn, data: bytes = b"") -> None:
+    """Take the next request head from the buffer, with ``data`` just arrived, or wait
+    for more of it (state HEAD: the DATA and EOF events, and after a response)."""
+    if data:
+        conn.buffer = conn.buffer + data if conn.buffer else data
     buffer = conn.buffer
     if buffer[:1] == b"\r" and not conn.lost:
         rest = _skip_empty_lines(conn, buffer)
@@ -112,7 +109,7 @@ def _begin_body(conn: Conn, request: Request) -> None:
         conn.buffer = buffer[length:]
         admission.dispatch(conn, request, io.BytesIO(buffer[:length]), length)
         return
-    conn.enter(State.BODY)
+    conn.state = State.BODY
     conn.body_parts = [buffer] if buffer else []
     conn.body_size = len(buffer)
     conn.buffer = b""
@@ -137,5 +134,5 @@ def body_data(conn: Conn, data: bytes) -> None:
     conn.body_size = 0
     conn.buffer = data[length:]
     conn.deadline = 0.0
-    conn.enter(State.APP)
+    conn.state = State.APP
     admission.dispatch(conn, request, io.BytesIO(data[:length]), length)

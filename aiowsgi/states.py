@@ -45,10 +45,17 @@ futures (its reads and drains): the TASK row wakes them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import NamedTuple
 
 
 class State(enum.IntEnum):
+    """A connection's state: ``conn.state``, the only field that says where it is.  Each
+    carries its row of the table as ``actions`` (by :class:`Event`), bound once by
+    :mod:`aiowsgi.connection`, which owns the actions; a transition is an assignment."""
+
+    actions: tuple[Callable[..., None], ...]
+
     HEAD = 0  # waiting for a request head (between requests too)
     BODY = 1  # receiving a body that will be held in memory
     APP = 2  # waiting for the application's output

@@ -41,7 +41,7 @@ _HEADER_KEYS = {
 
 def make_environ(peer: str = "127.0.0.1", *, scheme: str = "http",
                  **headers: str | None) -> dict[str, Any]:
-    """An environ as ``wsgi.build_environ`` leaves it, with the given forwarding headers
+    """An environ as ``wsgi.new_call`` builds it, with the given forwarding headers
     (keyword names: forwarded, xff, xfp, xfh)."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
@@ -323,7 +323,7 @@ def test_which_peers_are_believed(trusted: str, peer: str, applied: bool) -> Non
     (CHAIN, "2001:db8::9, fd00::2", "2001:db8::9", PEER_PORT),
     (CHAIN, "203.0.113.9, 10.0.0.2:1234", "203.0.113.9", PEER_PORT),
     (CHAIN, "203.0.113.9, [fd00::2]:1234", "203.0.113.9", PEER_PORT),
-    # several headers, joined by build_environ; empty members are skipped
+    # several headers, joined by new_call; empty members are skipped
     (CHAIN, "6.6.6.6, 203.0.113.9, 10.0.0.2", "203.0.113.9", PEER_PORT),
     ("127.0.0.1", "6.6.6.6,, ,203.0.113.9,", "203.0.113.9", PEER_PORT),
     # every hop trusted: the leftmost (a client running on the proxy host)
