@@ -11,8 +11,8 @@ Every wait has one deadline, ``HTTPConnection.deadline``, checked by one sweep
 (:mod:`aiowsgi.deadlines`); the DEADLINE row says what passing it means in each state.
 
 The table: one row per state, one column per event, the action (a method of
-``HTTPConnection`` or a function of the module of its concern, ``reading.head_data`` for
-instance; ``-``: nothing happens and the state stays)::
+``HTTPConnection``, or a function of the module of its concern: ``head_data`` and
+``head_eof`` are ``reading.read_head``; ``-``: nothing happens and the state stays)::
 
     state   DATA       EOF        LOST       WRITABLE    OUTPUT        DEADLINE       ABORT
     HEAD    head_data  head_eof   close      -           -             head_late      close_now
