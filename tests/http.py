@@ -138,6 +138,15 @@ async def connect(server: Listening) -> RawClient:
     return await RawClient.connect(server.host, server.port)
 
 
+async def get_over(streams: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bytes:
+    """The body of ``GET /``, with ``Connection: close``, over a connection just opened
+    (``asyncio.open_connection``, ``asyncio.open_unix_connection``), then closed."""
+    client = RawClient(*streams)
+    response = await client.request("GET", "/", headers={"Connection": "close"})
+    await client.close()
+    return response.body
+
+
 async def read_to_eof(reader: asyncio.StreamReader) -> bytes:
     """Everything the server sends until it closes (or resets) the connection."""
     parts = []
