@@ -14,8 +14,6 @@ import aiohttp
 
 from .waiting import SAFETY
 
-TIMEOUT = SAFETY  # the name test_advisories.py imports
-
 
 class Listening(Protocol):
     """A server the tests talk to: aiowsgi's ``Server``, or ``LiveServer``."""
