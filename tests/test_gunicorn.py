@@ -2,57 +2,39 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aiowsgi import Config, Server
 from aiowsgi.gunicorn import config_from
 
+from .apps.echo import hello
 from .http import RawClient
-from .process import PID_APP, ROOT, SAFETY, ServeProcess
+from .process import PID_APP, SAFETY, ServeProcess, child_env, free_port, pid_at, wait_for
 
 pytest.importorskip("gunicorn")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int) -> int:
-    deadline = time.monotonic() + SAFETY
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
-                return int(r.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # the arbiter binds before the worker is up: retry connecting
-
-
-@pytest.fixture
-def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
-    (tmp_path / "gapp.py").write_text(PID_APP)
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, app: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """gunicorn serving ``app`` (from ``tmp_path``) with one aiowsgi worker, once it
+    listens: the process and its port.  Killed at the end if it still runs."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
-         "-b", f"127.0.0.1:{port}", "--max-requests", "3", "--graceful-timeout", "10",
-         "--chdir", str(tmp_path), "gapp:app"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+         "-b", f"127.0.0.1:{port}", *args, "--chdir", str(tmp_path), app],
+        env=child_env({"HOME": str(tmp_path)}),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_for(lambda: listening(port) or proc.poll() is not None, "gunicorn to listen")
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -60,17 +42,33 @@ def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
         proc.wait()
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` (gunicorn's arbiter binds once
+    it has started; a request before would be refused)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=SAFETY).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
+    (tmp_path / "gapp.py").write_text(PID_APP)
+    with gunicorn(tmp_path, "gapp:app", "--max-requests", "3", "--graceful-timeout",
+                  "10") as running:
+        yield running
+
+
 def test_gunicorn_worker_serves_restarts_and_drains(
         arbiter: tuple[subprocess.Popen[bytes], int]) -> None:
     proc, port = arbiter
-    first = [get(port) for _ in range(3)]
+    first = [pid_at(port) for _ in range(3)]
     assert len(set(first)) == 1  # one worker served three requests...
-    assert get(port) != first[0]  # ...and max_requests=3 made the arbiter start another
-    before = get(port)
+    assert pid_at(port) != first[0]  # ...and max_requests=3 made the arbiter start another
+    before = pid_at(port)
     proc.send_signal(signal.SIGHUP)  # graceful reload: a new worker
-    deadline = time.monotonic() + SAFETY
-    while get(port) == before:
-        assert time.monotonic() < deadline
+    wait_for(lambda: pid_at(port) != before, "a new worker")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(SAFETY) == 0
 
@@ -87,13 +85,8 @@ def test_gunicorn_settings_map_to_options() -> None:
     assert config.max_request_line == Config().max_request_line
 
 
-def pid_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"x"]
-
-
 async def test_max_requests_shuts_the_server_down_gracefully() -> None:
-    async with Server(pid_app, port=0, max_requests=2) as server:
+    async with Server(hello, port=0, max_requests=2) as server:
         client = await RawClient.connect(server.host, server.port)
         try:
             assert (await client.request()).status == 200
@@ -111,7 +104,7 @@ def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) 
     (tmp_path / "pidapp.py").write_text(PID_APP)
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
                       "2", "--max-requests", "5", "--no-access-log", ready="supervisor") as srv:
-        pids = [get(srv.port) for _ in range(30)]
+        pids = [srv.pid() for _ in range(30)]
         assert len(set(pids)) >= 4  # 30 requests, at most 5 per worker
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
@@ -132,20 +125,10 @@ def test_heartbeat_keeps_a_worker_with_a_slow_request_alive(tmp_path: Path) -> N
     event loop, so a request that runs longer than the timeout on a thread does not get
     its worker killed (a sync gunicorn worker would be)."""
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
-         "-b", f"127.0.0.1:{port}", "--timeout", "1", "--chdir", str(tmp_path), "slowapp:app"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        worker = get(port)
+    with gunicorn(tmp_path, "slowapp:app", "--timeout", "1") as (proc, port):
+        worker = pid_at(port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/?2.5", timeout=SAFETY) as r:
             assert int(r.read()) == worker
-        assert get(port) == worker  # the same worker: never killed for a missed heartbeat
+        assert pid_at(port) == worker  # the same worker: never killed for a missed heartbeat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(SAFETY) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
