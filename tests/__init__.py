@@ -10,11 +10,14 @@ Where the test of a behaviour lives:
   ``test_admission`` (503 and 504), ``test_output`` (one write per batch), ``test_flow``
   (backpressure), ``test_sendfile`` (file responses), ``test_deadlines`` (every timeout);
   then ``test_wsgi`` (the PEP 3333 contract), ``test_http11``, ``test_chunked``,
-  ``test_handoff``, ``test_pool``, ``test_server``, ``test_runner``, ``test_sockets``,
-  ``test_tls``, ``test_supervisor`` and the rest, one per module.
+  ``test_handoff``, ``test_pool``, ``test_server``, ``test_runner`` (run(), logging's
+  configuration, systemd's sockets), ``test_sockets``, ``test_tls``, ``test_supervisor``
+  (--reload and --workers), ``test_cli`` (the command line), ``test_environment`` (the
+  ``AIOWSGI_*`` variables) and the rest, one per module.
 - ``system/``: qualities of the whole server rather than of one module: clients that
   reset by the thousand (``test_faults``), idle connections by the thousand
-  (``test_scale``), what a request costs the garbage collector (``test_gc_budget``).
+  (``test_scale``), what a request costs the garbage collector (``test_gc_budget``), the
+  peers' published request-smuggling advisories replayed against it (``test_advisories``).
 - ``frameworks/``: real frameworks, unmodified, served by aiowsgi.
 - ``project/``: the repository itself: the README's option table, ruff and mypy, the
   sizes of modules and the architecture document (``test_layout``), the import graph
@@ -22,8 +25,9 @@ Where the test of a behaviour lives:
 
 Helpers, each defined once: ``waiting`` (``SAFETY``, the one safety timeout, and polling),
 ``http`` (a raw HTTP client and request helpers), ``process`` (``aiowsgi serve`` in a
-subprocess), ``apps`` (echo apps, a gate, file apps), ``logs`` (what the server logged),
-``limits`` (the default limits, from Config), ``fake_transport`` (a connection driven
-without sockets or threads), ``conftest`` (``start_server``: a live server on each event
-loop).
+subprocess, ``ServeProcess``, and the command line run to its end, ``run_aiowsgi``),
+``apps`` (``hello``, echo apps, a gate, file apps, factories), ``logs`` (what the server
+logged), ``limits`` (the default limits, from Config), ``fake_transport`` (a connection
+driven without sockets or threads), ``conftest`` (``start_server``: a live server on each
+event loop; ``served``: what the command line would serve).
 """

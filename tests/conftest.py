@@ -1,15 +1,19 @@
-"""Shared fixtures: every async test runs once on the asyncio loop and once on uvloop."""
+"""Shared fixtures: every async test runs once on the asyncio loop and once on uvloop;
+``start_server``, a live server; ``served``, what the command line would serve."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 from wsgiref.validate import validator
 
 import pytest
 
-from aiowsgi import Server
+from aiowsgi import Config, Server, cli
 from aiowsgi.wsgi import WSGIApp
 
 pytest_plugins = ["pytester"]
@@ -52,3 +56,19 @@ def start_server(aiowsgi_server: Callable[..., Awaitable[Server]]) -> StartServe
                                     raise_app_errors=False, **options)
 
     return start
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[tuple[Any, Config]]]:
+    """What ``cli.main()`` would serve (the app and the Config), instead of serving it.
+    It runs in ``tmp_path``; what it does to sys.path, and the logging it sets up when an
+    app fails to load, are undone afterwards."""
+    calls: list[tuple[Any, Config]] = []
+    monkeypatch.setattr(cli, "run", lambda app, config: calls.append((app, config)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    logger = logging.getLogger("aiowsgi")
+    saved = (logger.level, list(logger.handlers))
+    yield calls
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]

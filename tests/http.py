@@ -14,8 +14,6 @@ import aiohttp
 
 from .waiting import SAFETY
 
-TIMEOUT = SAFETY  # the name test_advisories.py imports
-
 
 class Listening(Protocol):
     """A server the tests talk to: aiowsgi's ``Server``, or ``LiveServer``."""
@@ -136,6 +134,15 @@ class RawClient:
 
 async def connect(server: Listening) -> RawClient:
     return await RawClient.connect(server.host, server.port)
+
+
+async def get_over(streams: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bytes:
+    """The body of ``GET /``, with ``Connection: close``, over a connection just opened
+    (``asyncio.open_connection``, ``asyncio.open_unix_connection``), then closed."""
+    client = RawClient(*streams)
+    response = await client.request("GET", "/", headers={"Connection": "close"})
+    await client.close()
+    return response.body
 
 
 async def read_to_eof(reader: asyncio.StreamReader) -> bytes:

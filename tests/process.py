@@ -1,7 +1,7 @@
 """``aiowsgi serve`` in a subprocess, for tests of signals, workers and the command line.
 
-:class:`ServeProcess` is a server that runs until the test stops it; :func:`run_serve`
-is a command expected to end by itself (a refused configuration).
+:class:`ServeProcess` is a server that runs until the test stops it; :func:`run_aiowsgi`
+is a command expected to end by itself (``--version``, a refused configuration).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from types import TracebackType
 
 from .waiting import SAFETY, wait_for
 
-__all__ = ["PID_APP", "ROOT", "SAFETY", "ServeProcess", "app_module", "children", "free_port",
-           "run_serve", "wait_for"]
+__all__ = ["AIOWSGI", "PID_APP", "ROOT", "SAFETY", "ServeProcess", "app_module", "child_env",
+           "children", "free_port", "http_get", "pid_at", "run_aiowsgi", "uninstalled",
+           "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 
@@ -36,7 +37,6 @@ def app(environ, start_response):
 """
 
 
-
 def app_module(text: str) -> str:
     """The source of an app module whose ``app`` answers every request with ``text``."""
     return ("def app(environ, start_response):\n"
@@ -47,8 +47,19 @@ def app_module(text: str) -> str:
 AIOWSGI = ("-m", "aiowsgi")
 
 
-def _env(env: dict[str, str] | None) -> dict[str, str]:
-    """This environment, where ``import aiowsgi`` and ``import tests`` find this checkout."""
+def uninstalled(*modules: str) -> Sequence[str]:
+    """An ``entry`` (see :class:`ServeProcess`): aiowsgi's command line in a Python where
+    ``modules`` cannot be imported, as if they were not installed (a None entry in
+    sys.modules makes ``import`` raise ImportError); with no modules, ``-m aiowsgi``."""
+    if not modules:
+        return AIOWSGI
+    return ("-c", f"import sys; sys.modules.update(dict.fromkeys({modules!r})); "
+                  "from aiowsgi.cli import main; sys.exit(main())")
+
+
+def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, where ``import aiowsgi`` and ``import tests`` find this checkout,
+    with ``env`` on top: the environment of every process a test starts."""
     return {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
 
 
@@ -77,25 +88,41 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def http_get(port: int, path: str = "/") -> bytes:
+    """The body of ``GET path`` from 127.0.0.1:``port`` over plain HTTP (fails on an error
+    status)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=SAFETY) as response:
+        body: bytes = response.read()
+    return body
+
+
+def pid_at(port: int) -> int:
+    """The pid of the process that answered ``GET /`` on ``port`` (an app of
+    :data:`PID_APP`)."""
+    return int(http_get(port))
+
+
 class ServeProcess:
     """``python -m aiowsgi serve *args``; its stderr lines collect in ``lines``.
 
     ``port`` is read from the first line that contains ``ready`` (the startup line); with
     ``ready=None`` nothing is awaited (a test of the start itself).
 
-    ``entry`` replaces ``-m aiowsgi`` (``("-c", source)``: a script that calls the command
-    line itself); ``launcher`` comes before the interpreter (``["bash", "-c", script]``,
-    whose script ends with ``exec "$0" "$@"``); ``pass_fds`` are inherited as they are.
+    ``entry`` replaces ``-m aiowsgi`` (``("-c", source)``: a script that starts a server
+    itself, through the command line or ``run()``; :func:`uninstalled`); ``launcher``
+    comes before the interpreter (``["bash", "-c", script]``, whose script ends with
+    ``exec "$0" "$@"``); ``pass_fds`` are inherited as they are; ``cwd`` is its working
+    directory.
     """
 
     def __init__(self, *args: str, env: dict[str, str] | None = None,
                  ready: str | None = "serving", new_session: bool = False,
                  entry: Sequence[str] = AIOWSGI, launcher: Sequence[str] = (),
-                 pass_fds: Sequence[int] = ()) -> None:
+                 pass_fds: Sequence[int] = (), cwd: Path | None = None) -> None:
         self.proc = subprocess.Popen(
-            [*launcher, sys.executable, *entry, "serve", *args], env=_env(env),
+            [*launcher, sys.executable, *entry, "serve", *args], env=child_env(env),
             stderr=subprocess.PIPE, text=True, start_new_session=new_session,
-            pass_fds=pass_fds)
+            pass_fds=pass_fds, cwd=cwd)
         self._new_session = new_session
         self.lines: list[str] = []
         self.address = ""  # the first place it listens: http(s)://127.0.0.1:PORT or unix:PATH
@@ -138,12 +165,19 @@ class ServeProcess:
         """Whether a line it wrote so far contains ``text``."""
         return any(text in line for line in list(self.lines))
 
+    def wait_logged(self, text: str) -> None:
+        """Wait until a line it writes contains ``text``; fail, with its output, if its
+        output ends without one."""
+        wait_for(lambda: self.logged(text) or self._ended.is_set(), repr(text))
+        assert self.logged(text), f"no {text!r} in:\n" + "".join(self.lines)
+
     def get(self, path: str = "/") -> bytes:
         """The body of ``GET path`` over plain HTTP (fails on an error status)."""
-        url = f"http://127.0.0.1:{self.port}{path}"
-        with urllib.request.urlopen(url, timeout=SAFETY) as response:
-            body: bytes = response.read()
-        return body
+        return http_get(self.port, path)
+
+    def pid(self) -> int:
+        """The pid of the process that answered ``GET /`` (an app of :data:`PID_APP`)."""
+        return pid_at(self.port)
 
     def workers(self) -> set[int]:
         """Its child processes: a supervisor's workers."""
@@ -154,6 +188,12 @@ class ServeProcess:
 
     def wait(self) -> int:
         return self.proc.wait(SAFETY)
+
+    def stop(self) -> int:
+        """SIGTERM, unless it has ended already; then its exit status."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait()
 
     def __enter__(self) -> ServeProcess:
         return self
@@ -177,11 +217,11 @@ class ServeProcess:
             self.proc.stderr.close()
 
 
-def run_serve(*args: str, cwd: Path | None = None,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m aiowsgi serve *args`` to its end (within ``SAFETY``): its exit status
-    and output."""
+def run_aiowsgi(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                entry: Sequence[str] = AIOWSGI) -> subprocess.CompletedProcess[str]:
+    """``python -m aiowsgi *args`` (``entry`` as for :class:`ServeProcess`) to its end
+    (within ``SAFETY``): its exit status and output."""
     return subprocess.run(
-        [sys.executable, *AIOWSGI, "serve", *args], cwd=cwd, env=_env(env),
+        [sys.executable, *entry, *args], cwd=cwd, env=child_env(env),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=SAFETY,
         check=False)

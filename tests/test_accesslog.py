@@ -1,5 +1,6 @@
-"""The access log's atoms: each one listed in the README, the status the client got,
-body bytes as gunicorn counts them, and responses that did not complete."""
+"""The access log: one line per request, or none when it is off; its atoms, each one
+listed in the README; the status the client got, body bytes as gunicorn counts them,
+and responses that did not complete."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from aiowsgi import Config, ConfigError, accesslog
 
+from .apps.echo import status_app
 from .apps.gate import Gate
 from .conftest import StartServer
 from .http import RawClient
@@ -67,6 +69,60 @@ def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
     start_response("201 Created", [("Content-Type", "text/plain"), ("X-Out", "out"),
                                    ("Content-Length", "5")])
     return [b"hello"]
+
+
+created = status_app("201 Created", [("Content-Type", "text/plain"), ("Content-Length", "5")],
+                     b"hello")
+
+
+async def test_one_line_per_request(start_server: StartServer,
+                                    access: AccessLines) -> None:
+    server = await start_server(created)
+    client = await RawClient.connect(server.host, server.port)
+    await client.request("GET", "/path?x=1", headers={"User-Agent": "tester/1",
+                                                      "Referer": "http://ref/"})
+    await client.close()
+    lines = access.lines()
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.startswith('127.0.0.1 - - [')
+    assert '"GET /path?x=1 HTTP/1.1" 201 ' in line
+    assert '"http://ref/" "tester/1"' in line
+    assert line.endswith(" +")  # complete, and the connection kept open
+    duration = float(line.rsplit(" ", 2)[1])
+    assert 0 < duration < SAFETY
+
+
+async def test_custom_format(start_server: StartServer,
+                             access: AccessLines) -> None:
+    server = await start_server(created, access_log_format="%(m)s %(U)s %(q)s %(s)s %(H)s")
+    client = await RawClient.connect(server.host, server.port)
+    await client.request("GET", "/a/b?c=d")
+    await client.close()
+    assert access.lines() == ["GET /a/b c=d 201 HTTP/1.1"]
+
+
+async def test_no_access_log(start_server: StartServer,
+                             access: AccessLines,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []
+    monkeypatch.setattr(accesslog, "write", lambda *args: calls.append(args))
+    for options in ({"access_log": False}, {}):
+        if options == {}:  # on, but the logger is above INFO: no work either
+            logging.getLogger("aiowsgi.access").setLevel(logging.WARNING)
+        server = await start_server(created, **options)
+        client = await RawClient.connect(server.host, server.port)
+        assert (await client.request()).status == 201
+        await client.close()
+    assert calls == []
+    assert access.lines() == []
+
+
+def test_unknown_atom_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^access_log_format: unknown atom %\(x\)s"):
+        Config(access_log_format="%(h)s %(x)s")
+    with pytest.raises(ConfigError, match=r"^access_log_format: malformed"):
+        Config(access_log_format="%(h)s %(")
 
 
 # every atom, with the value it has for: GET /p/a?q=1 from a client whose request has

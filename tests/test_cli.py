@@ -1,4 +1,5 @@
-"""``aiowsgi`` on the command line, run the way an operator runs it: in its own process."""
+"""``aiowsgi`` on the command line: run the way an operator runs it, in its own process;
+and what ``main()`` makes of its arguments, in this one (``served``)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,28 @@ import contextlib
 import dataclasses
 import email.utils
 import http.client
-import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aiowsgi
+from aiowsgi import cli
 from aiowsgi.config import Config
 
-# Generous bounds for a loaded 2-core machine; none of them is waited out when things work.
-RUN_TIMEOUT = 60.0  # a CLI invocation that is expected to end by itself
-READY_TIMEOUT = 20.0  # the server answering after start
-EXIT_TIMEOUT = 30.0  # exit after SIGTERM/SIGINT with nothing in flight
-PROMPT_EXIT_TIMEOUT = 10.0  # exit after a second SIGINT (graceful timeout is 30 s)
+from .apps.echo import hello
+from .process import SAFETY, ServeProcess, child_env, run_aiowsgi, uninstalled, wait_for
+
+# A graceful timeout that outlasts any wait of a test (SAFETY): a server that waited for
+# it instead of exiting at once would fail the test.
+LONGER = str(2 * SAFETY)
 
 APPS = {
     "hello_app.py": """
@@ -46,15 +48,18 @@ APPS = {
         import os
         import time
 
+        from tests.waiting import SAFETY
+
         HERE = os.path.dirname(os.path.abspath(__file__))
 
 
         def app(environ, start_response):
             if environ["PATH_INFO"] == "/block":
                 # Tell the test the request is in the application, then block until the
-                # test releases it (or 30 s, so that nothing is left behind forever).
+                # test releases it (or for longer than a test waits for anything, so that
+                # nothing is left behind forever).
                 open(os.path.join(HERE, "started"), "w").close()
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 2 * SAFETY
                 while time.monotonic() < deadline:
                     if os.path.exists(os.path.join(HERE, "release")):
                         break
@@ -89,29 +94,6 @@ def app_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _env() -> dict[str, str]:
-    """The environment of a CLI run: the aiowsgi under test comes first on the path."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    source_root = str(Path(aiowsgi.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [source_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
-    return env
-
-
-def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None,
-            without: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """``aiowsgi *args``; the modules in ``without`` cannot be imported, as if they were not
-    installed (a None entry in sys.modules makes ``import`` raise ImportError)."""
-    command = [sys.executable, "-m", "aiowsgi"]
-    if without:
-        command = [sys.executable, "-c", f"import sys; sys.modules.update(dict.fromkeys("
-                   f"{without!r})); from aiowsgi.cli import main; sys.exit(main())"]
-    return subprocess.run(
-        [*command, *args], cwd=cwd, env={**_env(), **(env or {})},
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
-
-
 @contextlib.contextmanager
 def taken_port() -> Iterator[str]:
     """A port something else listens on: a server started by mistake fails to bind (and
@@ -134,14 +116,14 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_version(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "--version")
+    result = run_aiowsgi("--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
     assert aiowsgi.__version__ == "0.1.0"
 
 
 def test_serve_version(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "serve", "--version")
+    result = run_aiowsgi("serve", "--version", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
 
@@ -150,8 +132,8 @@ def test_console_script_version(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "aiowsgi"
     if not script.exists():
         pytest.skip("the aiowsgi console script is not installed next to this interpreter")
-    result = subprocess.run([str(script), "--version"], cwd=tmp_path, env=_env(),
-                            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    result = subprocess.run([str(script), "--version"], cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=SAFETY, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
 
@@ -161,7 +143,7 @@ def _flag(name: str) -> str:
 
 
 def test_serve_help_lists_every_option(tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "serve", "--help")
+    result = run_aiowsgi("serve", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     words = set(result.stdout.replace(",", " ").replace("[", " ").replace("]", " ").split())
     missing = [_flag(f.name) for f in dataclasses.fields(Config) if _flag(f.name) not in words]
@@ -173,7 +155,7 @@ def test_serve_help_lists_every_option(tmp_path: Path) -> None:
 
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cli(tmp_path)
+    result = run_aiowsgi(cwd=tmp_path)
     assert result.returncode == 2
     assert "usage:" in result.stderr
 
@@ -207,7 +189,7 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
 def test_app_load_failure(app_dir: Path, spec: str, expected: list[str],
                           unexpected: list[str]) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", spec, "--port", port)
+        result = run_aiowsgi("serve", spec, "--port", port, cwd=app_dir)
     assert result.returncode == 1, (result.stdout, result.stderr)
     line = one_line(result)
     assert line.startswith("aiowsgi: error: "), line
@@ -231,7 +213,7 @@ def test_app_load_failure(app_dir: Path, spec: str, expected: list[str],
 def test_debug_log_level_shows_the_import_traceback(
         app_dir: Path, spec: str, where: str, args: list[str], env: dict[str, str]) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", spec, "--port", port, *args, env=env)
+        result = run_aiowsgi("serve", spec, "--port", port, *args, cwd=app_dir, env=env)
     assert result.returncode == 1, result.stderr
     assert "Traceback (most recent call last):" in result.stderr
     assert where in result.stderr  # the file and line that failed
@@ -239,7 +221,7 @@ def test_debug_log_level_shows_the_import_traceback(
     assert last.startswith(f"aiowsgi: error: error while importing {spec.split(':')[0]!r}")
     # At the default level the same failure is that last line alone.
     with taken_port() as port:
-        assert one_line(run_cli(app_dir, "serve", spec, "--port", port)) == last
+        assert one_line(run_aiowsgi("serve", spec, "--port", port, cwd=app_dir)) == last
 
 
 # -- bad option values ----------------------------------------------------------------
@@ -264,7 +246,7 @@ def test_debug_log_level_shows_the_import_traceback(
 )
 def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port, *args)
+        result = run_aiowsgi("serve", "hello_app:app", "--port", port, *args, cwd=app_dir)
     assert result.returncode == 2, (result.stdout, result.stderr)
     line = one_line(result)  # not the usage of every option first
     assert line.startswith("aiowsgi serve: error: "), line
@@ -311,8 +293,8 @@ def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
 def test_configuration_error_exits_2(app_dir: Path, args: list[str], env: dict[str, str],
                                      without: tuple[str, ...], name: str) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port, *args, env=env,
-                         without=without)
+        result = run_aiowsgi("serve", "hello_app:app", "--port", port, *args, cwd=app_dir,
+                             env=env, entry=uninstalled(*without))
     assert result.returncode == 2, (result.stdout, result.stderr)
     line = one_line(result)
     assert line.startswith(f"aiowsgi serve: error: argument {name}: "), line
@@ -320,10 +302,100 @@ def test_configuration_error_exits_2(app_dir: Path, args: list[str], env: dict[s
 
 def test_configuration_error_wins_over_an_app_that_cannot_load(app_dir: Path) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", "boom:app", "--port", port,
-                         "--log-config", "missing.json")
+        result = run_aiowsgi("serve", "boom:app", "--port", port, "--log-config",
+                             "missing.json", cwd=app_dir)
     assert result.returncode == 2, result.stderr
     assert one_line(result).startswith("aiowsgi serve: error: argument --log-config: ")
+
+
+# -- what main() makes of its arguments -----------------------------------------------
+
+
+def test_command_line_wins_over_environment(served: list[tuple[Any, Config]]) -> None:
+    assert cli.main(["serve", "tests.apps.echo:hello", "--threads", "5"],
+                    {"AIOWSGI_THREADS": "3"}) == 0
+    assert served[0][1].threads == 5
+
+
+@pytest.mark.parametrize(("text", "level"), [
+    ("debug", "debug"), ("DEBUG", "debug"), ("Warning", "warning"), ("warn", "warning"),
+    ("WARN", "warning"), ("Critical", "critical"),
+])
+def test_log_level_in_any_case_and_warn(served: list[tuple[Any, Config]], text: str,
+                                        level: str) -> None:
+    assert cli.main(["serve", "tests.apps.echo:hello", "--log-level", text], {}) == 0
+    assert cli.main(["serve", "tests.apps.echo:hello"], {"AIOWSGI_LOG_LEVEL": text}) == 0
+    assert [config.log_level for _, config in served] == [level, level]
+
+
+def test_choices_in_any_case(served: list[tuple[Any, Config]]) -> None:
+    assert cli.main(["serve", "tests.apps.echo:hello", "--loop", "AsyncIO"], {}) == 0
+    assert cli.main(["serve", "tests.apps.echo:hello"], {"AIOWSGI_LOOP": "ASYNCIO"}) == 0
+    assert [config.loop for _, config in served] == ["asyncio", "asyncio"]
+
+
+def test_factory(served: list[tuple[Any, Config]]) -> None:
+    assert cli.main(["serve", "tests.apps.factories:make_app", "--factory"], {}) == 0
+    assert served[0][0] is hello
+    assert cli.main(["serve", "tests.apps.factories:make_app"], {"AIOWSGI_FACTORY": "1"}) == 0
+    assert served[1][0] is hello
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("tests.apps.factories:make_nothing", "the factory 'tests.apps.factories:make_nothing' "
+                                          "returned int, not a WSGI application"),
+    ("tests.apps.factories:broken_factory", "calling the factory "
+                                            "'tests.apps.factories:broken_factory' failed: "
+                                            "RuntimeError: no database"),
+])
+def test_factory_failures_exit_1(served: list[tuple[Any, Config]],
+                                 capsys: pytest.CaptureFixture[str], spec: str,
+                                 message: str) -> None:
+    assert cli.main(["serve", spec, "--factory"], {}) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"aiowsgi: error: {message}"]
+
+
+def test_app_dir(served: list[tuple[Any, Config]], tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "subapp.py").write_text("def app(environ, start_response):\n"
+                                                "    return []\n")
+    monkeypatch.chdir("/")
+    assert cli.main(["serve", "subapp:app", "--app-dir", str(tmp_path / "sub")], {}) == 0
+    assert served[0][0].__module__ == "subapp"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "subapp:app", "--app-dir", str(tmp_path / "nope")], {})
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (f"aiowsgi serve: error: argument --app-dir: "
+                                       f"{str(tmp_path / 'nope')!r} is not a directory\n")
+
+
+def test_bad_trusted_proxy_list_exits_2(served: list[tuple[Any, Config]],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "tests.apps.echo:hello", "--forwarded-allow-ips", "localhost"], {})
+    assert info.value.code == 2
+    assert "--forwarded-allow-ips: invalid trusted proxy 'localhost'" in capsys.readouterr().err
+
+
+def test_bind_is_repeatable_and_comes_from_the_environment(
+        served: list[tuple[Any, Config]]) -> None:
+    argv = ["serve", "tests.apps.echo:hello", "--bind", "127.0.0.1:8001", "--bind",
+            "unix:/tmp/a.sock"]
+    assert cli.main(argv, {}) == 0
+    assert served[0][1].bind == ("127.0.0.1:8001", "unix:/tmp/a.sock")
+    assert cli.main(["serve", "tests.apps.echo:hello"],
+                    {"AIOWSGI_BIND": "[::1]:80, 0.0.0.0:81"}) == 0
+    assert served[1][1].bind == ("[::1]:80", "0.0.0.0:81")
+
+
+def test_bad_bind_exits_2(served: list[tuple[Any, Config]],
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "tests.apps.echo:hello", "--bind", "8000"], {})
+    assert info.value.code == 2
+    assert "--bind: '8000': expected HOST:PORT" in capsys.readouterr().err
 
 
 # -- failures to start: exit status 1 --------------------------------------------------
@@ -332,8 +404,8 @@ def test_configuration_error_wins_over_an_app_that_cannot_load(app_dir: Path) ->
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_address_in_use_exits_1(app_dir: Path, workers: str) -> None:
     with taken_port() as port:
-        result = run_cli(app_dir, "serve", "hello_app:app", "--port", port,
-                         "--workers", workers)
+        result = run_aiowsgi("serve", "hello_app:app", "--port", port, "--workers", workers,
+                             cwd=app_dir)
     assert result.returncode == 1, result.stderr
     line = one_line(result)
     assert line.startswith(f"aiowsgi: error: cannot listen on 127.0.0.1:{port}: "), line
@@ -342,89 +414,21 @@ def test_address_in_use_exits_1(app_dir: Path, workers: str) -> None:
 # -- serving --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _poll(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Evaluate ``condition`` until it holds or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-@dataclasses.dataclass
-class RunningServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-    stderr_path: Path
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def wait_for_log(self, text: str, timeout: float) -> bool:
-        """Wait until ``text`` is on stderr; False if it is not there in time or ever."""
-        _poll(lambda: text in self.stderr or self.proc.poll() is not None, timeout)
-        return text in self.stderr
-
-    def wait(self, timeout: float) -> int | None:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+def connection(server: ServeProcess, timeout: float = SAFETY) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
 
 
 @pytest.fixture
-def start_server(app_dir: Path) -> Iterator[Callable[..., RunningServer]]:
-    procs: list[subprocess.Popen[bytes]] = []
+def start_process(app_dir: Path) -> Iterator[Callable[..., ServeProcess]]:
+    """``start_process(spec, *args)``: ``aiowsgi serve spec --port 0 *args`` in
+    ``app_dir``, serving; killed at the end of the test if it still runs."""
+    with contextlib.ExitStack() as processes:
 
-    def start(spec: str, *args: str) -> RunningServer:
-        for attempt in range(5):
-            port = _free_port()
-            stderr_path = app_dir / f"stderr-{port}-{attempt}.txt"
-            with stderr_path.open("wb") as stderr:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "aiowsgi", "serve", spec, "--port", str(port),
-                     *args],
-                    cwd=app_dir, env=_env(), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=stderr)
-            procs.append(proc)
-            server = RunningServer(proc, port, stderr_path)
+        def start(spec: str, *args: str) -> ServeProcess:
+            return processes.enter_context(
+                ServeProcess(spec, "--port", "0", *args, cwd=app_dir))
 
-            def answers(port: int = port, proc: subprocess.Popen[bytes] = proc) -> bool:
-                if proc.poll() is not None:
-                    return True
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                except OSError:
-                    return False
-                return True
-
-            if not _poll(answers, READY_TIMEOUT, interval=0.05):
-                pytest.fail(f"the server did not answer within {READY_TIMEOUT} s:\n"
-                            f"{server.stderr}")
-            if proc.poll() is None:
-                return server
-            if "cannot listen" not in server.stderr:  # not a port collision: a real failure
-                pytest.fail(f"the server exited with {proc.returncode}:\n{server.stderr}")
-        pytest.fail("no free port found in 5 attempts")
-
-    yield start
-
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=EXIT_TIMEOUT)
+        yield start
 
 
 def _check_date(value: str | None) -> None:
@@ -435,14 +439,14 @@ def _check_date(value: str | None) -> None:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_serve_and_sigterm(start_server: Callable[..., RunningServer], loop: str) -> None:
+def test_serve_and_sigterm(start_process: Callable[..., ServeProcess], loop: str) -> None:
     if loop == "uvloop":
         pytest.importorskip("uvloop")
-    # A graceful timeout longer than the exit bound: the idle keep-alive connection
+    # A graceful timeout longer than the wait for the exit: the idle keep-alive connection
     # left open below must be closed at once, not waited for.
-    server = start_server("hello_app:app", "--loop", loop, "--threads", "2",
-                          "--graceful-timeout", "60")
-    conn = server.connection()
+    server = start_process("hello_app:app", "--loop", loop, "--threads", "2",
+                           "--graceful-timeout", LONGER)
+    conn = connection(server)
     try:
         conn.request("GET", "/some/path?x=1")
         response = conn.getresponse()
@@ -456,10 +460,10 @@ def test_serve_and_sigterm(start_server: Callable[..., RunningServer], loop: str
         assert response.version == 11 and not response.will_close
 
         server.proc.send_signal(signal.SIGTERM)
-        returncode = server.wait(EXIT_TIMEOUT)
+        returncode = server.wait()
     finally:
         conn.close()
-    stderr = server.stderr
+    stderr = "".join(server.output())
     assert returncode == 0, f"exit status {returncode}:\n{stderr}"
     assert f"aiowsgi serving http://127.0.0.1:{server.port} ({loop} loop, 2 threads)" in stderr
     assert "SIGTERM received" in stderr
@@ -467,9 +471,9 @@ def test_serve_and_sigterm(start_server: Callable[..., RunningServer], loop: str
     assert "Traceback" not in stderr, stderr
 
 
-def test_dotted_attribute_is_served(start_server: Callable[..., RunningServer]) -> None:
-    server = start_server("pkg.mod:obj.app", "--loop", "asyncio")
-    conn = server.connection()
+def test_dotted_attribute_is_served(start_process: Callable[..., ServeProcess]) -> None:
+    server = start_process("pkg.mod:obj.app", "--loop", "asyncio")
+    conn = connection(server)
     try:
         conn.request("GET", "/dotted")
         response = conn.getresponse()
@@ -478,21 +482,22 @@ def test_dotted_attribute_is_served(start_server: Callable[..., RunningServer]) 
     finally:
         conn.close()
     server.proc.send_signal(signal.SIGINT)
-    assert server.wait(EXIT_TIMEOUT) == 0, server.stderr
-    assert "SIGINT received" in server.stderr
-    assert "shutdown complete" in server.stderr
+    stderr = "".join(server.output())
+    assert server.wait() == 0, stderr
+    assert "SIGINT received" in stderr
+    assert "shutdown complete" in stderr
 
 
 class BlockedRequest:
     """A GET /block sent from a thread; what it ends with is kept for the test."""
 
-    def __init__(self, server: RunningServer) -> None:
+    def __init__(self, server: ServeProcess) -> None:
         self.outcome: object = None
         self.thread = threading.Thread(target=self._run, args=(server,), daemon=True)
         self.thread.start()
 
-    def _run(self, server: RunningServer) -> None:
-        conn = server.connection(timeout=60)
+    def _run(self, server: ServeProcess) -> None:
+        conn = connection(server, timeout=2 * SAFETY)
         try:
             conn.request("GET", "/block")
             response = conn.getresponse()
@@ -503,32 +508,33 @@ class BlockedRequest:
             conn.close()
 
 
-def _interrupt_twice_during_request(app_dir: Path, server: RunningServer) -> BlockedRequest:
+def _interrupt_twice_during_request(app_dir: Path, server: ServeProcess) -> BlockedRequest:
     """Start a blocking request, then SIGINT, and SIGINT again once shutdown has begun."""
     request = BlockedRequest(server)
-    assert _poll((app_dir / "started").exists, READY_TIMEOUT), (
-        f"the request never reached the application:\n{server.stderr}")
+    wait_for((app_dir / "started").exists, "the request to reach the application")
     server.proc.send_signal(signal.SIGINT)
-    assert server.wait_for_log("shutting down gracefully", READY_TIMEOUT), server.stderr
+    server.wait_logged("shutting down gracefully")
     assert server.proc.poll() is None, "exited before the request in flight finished"
     server.proc.send_signal(signal.SIGINT)
     return request
 
 
 def test_second_sigint_exits_promptly(
-        app_dir: Path, start_server: Callable[..., RunningServer]) -> None:
-    server = start_server("block_app:app", "--graceful-timeout", "30")
+        app_dir: Path, start_process: Callable[..., ServeProcess]) -> None:
+    server = start_process("block_app:app", "--graceful-timeout", LONGER)
     try:
         request = _interrupt_twice_during_request(app_dir, server)
-        returncode = server.wait(PROMPT_EXIT_TIMEOUT)
-        assert returncode is not None, (
-            f"still running {PROMPT_EXIT_TIMEOUT} s after the second SIGINT, while the "
-            f"application thread is blocked:\n{server.stderr}")
-        assert returncode == 0, server.stderr
-        assert "received again" in server.stderr
-        assert "shutdown complete" in server.stderr
+        try:
+            returncode = server.wait()
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {SAFETY} s after the second SIGINT, while the "
+                        f"application thread is blocked:\n{''.join(server.lines)}")
+        stderr = "".join(server.output())
+        assert returncode == 0, stderr
+        assert "received again" in stderr
+        assert "shutdown complete" in stderr
         # The request in flight was not answered: its connection was closed.
-        request.thread.join(PROMPT_EXIT_TIMEOUT)
+        request.thread.join(SAFETY)
         assert not request.thread.is_alive()
         assert isinstance(request.outcome, OSError | http.client.HTTPException), request.outcome
     finally:
@@ -536,19 +542,19 @@ def test_second_sigint_exits_promptly(
 
 
 def test_second_sigint_closes_connections_without_traceback(
-        app_dir: Path, start_server: Callable[..., RunningServer]) -> None:
-    server = start_server("block_app:app", "--graceful-timeout", "30")
+        app_dir: Path, start_process: Callable[..., ServeProcess]) -> None:
+    server = start_process("block_app:app", "--graceful-timeout", LONGER)
     try:
         request = _interrupt_twice_during_request(app_dir, server)
-        assert server.wait_for_log("shutdown complete", PROMPT_EXIT_TIMEOUT), server.stderr
-        request.thread.join(PROMPT_EXIT_TIMEOUT)
+        server.wait_logged("shutdown complete")
+        request.thread.join(SAFETY)
         assert not request.thread.is_alive()
     finally:
         # Let the application thread finish, so the process can end even if a blocked
         # worker keeps it alive; what that thread does afterwards must not log errors.
         (app_dir / "release").touch()
-    returncode = server.wait(EXIT_TIMEOUT)
-    stderr = server.stderr
+    returncode = server.wait()
+    stderr = "".join(server.output())
     assert returncode == 0, stderr
     assert "still busy" in stderr
     assert "Traceback" not in stderr, stderr
@@ -561,13 +567,13 @@ def test_second_sigint_closes_connections_without_traceback(
     pytest.param(["--reload"], id="reload"),
 ])
 def test_process_and_command_line_options_still_serve(
-        start_server: Callable[..., RunningServer], args: list[str]) -> None:
+        start_process: Callable[..., ServeProcess], args: list[str]) -> None:
     """The command line acts on the options a Server refuses (--workers, --reload and
     --reload-dir itself; --loop and --log-level through run()), then serves."""
     if "--reload" in args:
         pytest.importorskip("watchfiles")
-    server = start_server("hello_app:app", *args, "--loop", "asyncio", "--log-level", "debug")
-    conn = server.connection()
+    server = start_process("hello_app:app", *args, "--loop", "asyncio", "--log-level", "debug")
+    conn = connection(server)
     try:
         conn.request("GET", "/x")
         response = conn.getresponse()
@@ -575,8 +581,8 @@ def test_process_and_command_line_options_still_serve(
     finally:
         conn.close()
     server.proc.send_signal(signal.SIGTERM)
-    assert server.wait(EXIT_TIMEOUT) == 0, server.stderr
-    stderr = server.stderr
+    stderr = "".join(server.output())
+    assert server.wait() == 0, stderr
     assert "(asyncio loop, 8 threads)" in stderr  # in the server, or each worker
     assert "listening on http://127.0.0.1:" in stderr  # a debug message
     assert "Traceback" not in stderr and "does not take" not in stderr, stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ FIELDS = dataclasses.fields(Config)
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
 
-def _ids(fields: list[dataclasses.Field[Any]]) -> list[str]:
+def _ids(fields: Iterable[dataclasses.Field[Any]]) -> list[str]:
     return [f.name for f in fields]
 
 
@@ -63,7 +64,8 @@ def test_defaults_are_valid() -> None:
     for f in FIELDS:
         assert getattr(config, f.name) == f.default
     # Re-validating every default explicitly goes through the same path.
-    assert Config(**{f.name: f.default for f in FIELDS}) == config
+    defaults: dict[str, Any] = {f.name: f.default for f in FIELDS}
+    assert Config(**defaults) == config
 
 
 def test_there_are_options_of_every_kind() -> None:
@@ -109,7 +111,7 @@ def test_bounds_themselves_are_accepted(f: dataclasses.Field[Any]) -> None:
 
 @pytest.mark.parametrize("f", _of_type(float), ids=_ids(_of_type(float)))
 def test_float_option_accepts_int(f: dataclasses.Field[Any]) -> None:
-    assert getattr(Config(**{f.name: 5}), f.name) == 5
+    assert getattr(Config(**_valid_with(f.name, 5)), f.name) == 5
 
 
 # -- rejected values ------------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_choice_not_in_list_is_rejected(f: dataclasses.Field[Any]) -> None:
 @pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
 def test_every_choice_is_accepted(f: dataclasses.Field[Any]) -> None:
     for choice in option_choices(f) or ():
-        assert getattr(Config(**{f.name: choice}), f.name) == choice
+        assert getattr(Config(**_valid_with(f.name, choice)), f.name) == choice
 
 
 @pytest.mark.parametrize("f", CHOICE_FIELDS, ids=_ids(CHOICE_FIELDS))
@@ -249,7 +251,7 @@ def test_constructor_rejects_unknown_names_and_positionals() -> None:
     with pytest.raises(TypeError):
         Config(prot=8080)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        Config("0.0.0.0")  # type: ignore[misc]
+        Config("0.0.0.0")  # type: ignore[call-arg]
 
 
 def test_config_is_frozen() -> None:
@@ -257,7 +259,7 @@ def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        del config.port  # type: ignore[misc]
+        del config.port
     with pytest.raises((AttributeError, TypeError)):
         config.not_an_option = 1  # type: ignore[attr-defined]
     assert config.port == 8000

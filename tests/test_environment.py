@@ -1,4 +1,5 @@
-"""The ``AIOWSGI_*`` format: what the writer writes, the reader reads back unchanged.
+"""The ``AIOWSGI_*`` variables: their format (what the writer writes, the reader reads
+back unchanged), and what the command line takes from them.
 
 The property is checked over every field of Config, each set to values other than its
 default (a new option without a sample value here fails the test that says so), and
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from aiowsgi import Config, environment
+from aiowsgi import Config, cli, environment
 from aiowsgi.config import option_choices, option_type
+
+from .apps.echo import hello
 
 # Values for options whose text is checked by Config (addresses, paths, formats): a
 # number, a flag or a choice gets values made from its type and bounds instead.
@@ -154,3 +157,61 @@ def test_a_worker_takes_no_option_from_the_inherited_environment() -> None:
     worker = environment.worker_environment(inherited, Config(), [5])
     assert Config(**environment.read_options(worker)) == Config(bind=("fd://5",))
     assert (worker["AIOWSGI_APP"], worker["HOME"]) == ("m:app", "/root")
+
+
+# -- what the command line reads from them ------------------------------------------------
+
+
+def test_environment_variables_set_options(served: list[tuple[Any, Config]]) -> None:
+    env = {"AIOWSGI_THREADS": "3", "AIOWSGI_SERVER_HEADER": "false",
+           "AIOWSGI_SEND_TIMEOUT": "2.5", "AIOWSGI_LOOP": "asyncio"}
+    assert cli.main(["serve", "tests.apps.echo:hello"], env) == 0
+    config = served[0][1]
+    assert (config.threads, config.server_header, config.send_timeout, config.loop) == (
+        3, False, 2.5, "asyncio")
+
+
+def test_app_from_the_environment(served: list[tuple[Any, Config]]) -> None:
+    assert cli.main(["serve"], {"AIOWSGI_APP": "tests.apps.echo:hello"}) == 0
+    assert served[0][0] is hello
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"AIOWSGI_THREADS": "many"}, "AIOWSGI_THREADS: invalid int value 'many'"),
+    ({"AIOWSGI_THREADS": "0"}, "AIOWSGI_THREADS: must be at least 1"),
+    ({"AIOWSGI_SERVER_HEADER": "maybe"}, "AIOWSGI_SERVER_HEADER: expected true or false"),
+    ({"AIOWSGI_LOOP": "trio"}, "AIOWSGI_LOOP: must be one of"),
+    ({"AIOWSGI_ROOT_PATH": "api/"}, "AIOWSGI_ROOT_PATH: must be empty or start with '/'"),
+    ({}, "the application is missing: give APP or set AIOWSGI_APP"),
+])
+def test_bad_environment_values_exit_2_naming_the_variable(
+        served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
+        env: dict[str, str], message: str) -> None:
+    argv = ["serve"] if not env else ["serve", "tests.apps.echo:hello"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv, env)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not served
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"AIOWSGI_APP_DIR": "/nonexistent/aiowsgi"},
+     "argument AIOWSGI_APP_DIR: '/nonexistent/aiowsgi' is not a directory"),
+    ({"AIOWSGI_RELOAD": "true", "AIOWSGI_RELOAD_DIR": ".,/nonexistent/aiowsgi"},
+     "argument AIOWSGI_RELOAD_DIR: '/nonexistent/aiowsgi' is not a directory"),
+    ({"AIOWSGI_LOG_CONFIG": "/nonexistent/aiowsgi.json"},
+     "argument AIOWSGI_LOG_CONFIG: cannot use '/nonexistent/aiowsgi.json'"),
+    ({"AIOWSGI_SSL_CERTFILE": "/nonexistent/aiowsgi.pem"},
+     "argument AIOWSGI_SSL_CERTFILE: cannot load '/nonexistent/aiowsgi.pem'"),
+])
+def test_unusable_files_from_the_environment_exit_2_naming_the_variable(
+        served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
+        env: dict[str, str], message: str) -> None:
+    # An application that fails to load: the option is still what is reported.
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "tests.apps.factories:broken_factory", "--factory"], env)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"aiowsgi serve: error: {message}"), err

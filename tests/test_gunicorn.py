@@ -2,55 +2,35 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from aiowsgi import Config, Server
 from aiowsgi.gunicorn import config_from
 
+from .apps.echo import hello
 from .http import RawClient
-from .process import PID_APP, ROOT, SAFETY, ServeProcess
+from .process import PID_APP, SAFETY, ServeProcess, child_env, free_port, pid_at, wait_for
 
 pytest.importorskip("gunicorn")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int) -> int:
-    deadline = time.monotonic() + SAFETY
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
-                return int(r.read())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)  # the arbiter binds before the worker is up: retry connecting
-
-
-@pytest.fixture
-def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
-    (tmp_path / "gapp.py").write_text(PID_APP)
+@contextlib.contextmanager
+def gunicorn(tmp_path: Path, app: str, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """gunicorn serving ``app`` (from ``tmp_path``) with one aiowsgi worker: the process
+    and its port.  Killed at the end if it still runs."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
-         "-b", f"127.0.0.1:{port}", "--max-requests", "3", "--graceful-timeout", "10",
-         "--chdir", str(tmp_path), "gapp:app"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+         "-b", f"127.0.0.1:{port}", *args, "--chdir", str(tmp_path), app],
+        env=child_env({"HOME": str(tmp_path)}),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield proc, port
@@ -58,6 +38,32 @@ def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def get(port: int) -> int:
+    """The pid of the worker that answers ``GET /`` (:data:`PID_APP`), asked again while
+    the connection fails: gunicorn's arbiter binds only once it has started, and a worker
+    that retires at max_requests may drop a connection it accepted (the tests count
+    pids, not failures)."""
+    answers: list[int] = []
+
+    def answered() -> bool:
+        try:
+            answers.append(pid_at(port))
+        except OSError:
+            return False
+        return True
+
+    wait_for(answered, f"an answer on port {port}")
+    return answers[0]
+
+
+@pytest.fixture
+def arbiter(tmp_path: Path) -> Iterable[tuple[subprocess.Popen[bytes], int]]:
+    (tmp_path / "gapp.py").write_text(PID_APP)
+    with gunicorn(tmp_path, "gapp:app", "--max-requests", "3", "--graceful-timeout",
+                  "10") as running:
+        yield running
 
 
 def test_gunicorn_worker_serves_restarts_and_drains(
@@ -68,9 +74,7 @@ def test_gunicorn_worker_serves_restarts_and_drains(
     assert get(port) != first[0]  # ...and max_requests=3 made the arbiter start another
     before = get(port)
     proc.send_signal(signal.SIGHUP)  # graceful reload: a new worker
-    deadline = time.monotonic() + SAFETY
-    while get(port) == before:
-        assert time.monotonic() < deadline
+    wait_for(lambda: get(port) != before, "a new worker")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(SAFETY) == 0
 
@@ -87,13 +91,8 @@ def test_gunicorn_settings_map_to_options() -> None:
     assert config.max_request_line == Config().max_request_line
 
 
-def pid_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"x"]
-
-
 async def test_max_requests_shuts_the_server_down_gracefully() -> None:
-    async with Server(pid_app, port=0, max_requests=2) as server:
+    async with Server(hello, port=0, max_requests=2) as server:
         client = await RawClient.connect(server.host, server.port)
         try:
             assert (await client.request()).status == 200
@@ -132,20 +131,10 @@ def test_heartbeat_keeps_a_worker_with_a_slow_request_alive(tmp_path: Path) -> N
     event loop, so a request that runs longer than the timeout on a thread does not get
     its worker killed (a sync gunicorn worker would be)."""
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "aiowsgi.gunicorn.Worker", "-w", "1",
-         "-b", f"127.0.0.1:{port}", "--timeout", "1", "--chdir", str(tmp_path), "slowapp:app"],
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with gunicorn(tmp_path, "slowapp:app", "--timeout", "1") as (proc, port):
         worker = get(port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/?2.5", timeout=SAFETY) as r:
             assert int(r.read()) == worker
         assert get(port) == worker  # the same worker: never killed for a missed heartbeat
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(SAFETY) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()

@@ -6,7 +6,8 @@ transport sends one buffer per write, and its writelines joins them (before 3.12
 never pauses the protocol (3.12.0-3.12.8, 3.13.0-3.13.1), so on asyncio the connection
 gathers them with ``os.writev`` while the transport holds nothing, and leaves the rest,
 and any error, to the transport.  These tests check the bytes on the wire in each case:
-complete, in order, and a failed write closing the connection as a failed send does.
+complete, in order, and a failed write closing the connection as a failed send does; the
+last one counts the calls of a transport that gathers, through tests/fake_transport.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 import pytest
 
 from aiowsgi import output
+from aiowsgi.states import State
 
 from .conftest import StartServer
-from .http import RawClient, Response
+from .fake_transport import Harness, settle
+from .http import RawClient, Response, get_request
 from .waiting import SAFETY
 
 Env = dict[str, Any]
@@ -278,3 +281,41 @@ async def test_pieces_wait_behind_what_the_transport_holds(
     head, _, rest = bytes(received).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
     assert rest == body
+
+
+@pytest.mark.parametrize("size", [1_000, 32 * 1024])
+async def test_pieces_handed_over_together_go_out_in_one_write(size: int) -> None:
+    """Everything a thread handed over while the loop was busy is written with one call
+    of the transport (here one that gathers, as uvloop's does), in order."""
+    count = 10 if size > 1_000 else 100  # below send_buffer_size: no wait for credit
+    pieces = [(b"%04d" % i) * (size // 4) for i in range(count)]  # all different
+
+    def stream(environ: Env, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        yield from pieces
+
+    h = Harness(stream)
+    try:
+        h.conn.data_received(get_request(close=False))
+        h.pool.run_next()  # every piece is handed over before the loop runs again
+        await settle()
+        head, _, body = bytes(h.transport.written).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert _dechunk(body) == b"".join(pieces)
+        assert h.transport.writes == 2  # the pieces, then the last chunk
+        assert h.conn.state is State.HEAD
+    finally:
+        h.conn.close()
+        await settle()
+        h.close()
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = bytearray()
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if not size:
+            return bytes(out)
+        out += body[:size]
+        body = body[size + 2:]

@@ -16,6 +16,9 @@ import pytest
 
 from aiowsgi.testing import live_server
 
+from .apps.echo import echo
+from .waiting import SAFETY
+
 APP_MODULE = '''
 def app(environ, start_response):
     body = ("%s %s" % (environ["REQUEST_METHOD"], environ["PATH_INFO"])).encode()
@@ -335,40 +338,35 @@ def test_app_errors_opt_out_in_the_ini(pytester: pytest.Pytester) -> None:
 # -- the plain helper ------------------------------------------------------------------
 
 
-def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hi from ", environ["PATH_INFO"].encode()]
-
-
 def boom(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     raise ZeroDivisionError("boom in the view")
 
 
 def test_live_server_helper_serves_until_the_block_ends() -> None:
-    with live_server(hello, threads=2) as url:
+    with live_server(echo, threads=2) as url:
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url + "/x", timeout=30) as response:
-            assert response.read() == b"hi from /x"
+        with urllib.request.urlopen(url + "/x", timeout=SAFETY) as response:
+            assert response.read() == b"GET /x "
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(url, timeout=30)
+        urllib.request.urlopen(url, timeout=SAFETY)
 
 
 def test_live_server_helper_reraises_app_errors() -> None:
     with pytest.raises(ZeroDivisionError, match="boom in the view"), live_server(boom) as url:
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(url, timeout=30)
+            urllib.request.urlopen(url, timeout=SAFETY)
         assert info.value.code == 500
         info.value.close()
     with live_server(boom, raise_app_errors=False) as url:
         with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(url, timeout=30)
+            urllib.request.urlopen(url, timeout=SAFETY)
         info.value.close()
 
 
 def test_live_server_helper_reports_a_bad_option() -> None:
     from aiowsgi import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^threads: "), live_server(hello, threads=0):
+    with pytest.raises(ConfigError, match=r"^threads: "), live_server(echo, threads=0):
         pass
 
 

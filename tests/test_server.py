@@ -1,18 +1,10 @@
-"""The programmatic API: Server, serve(), run(), and graceful shutdown."""
+"""The programmatic API: Server, serve(), and graceful shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
-import threading
-from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,29 +12,11 @@ import pytest
 
 from aiowsgi import Config, ConfigError, Server, serve
 
+from .apps.echo import hello
+from .apps.gate import Gate
 from .http import RawClient
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
-    return [b"hello"]
-
-
-class Gate:
-    """An app that holds each request until the test opens the gate."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self.entered.set()
-        self.release.wait(30)
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
-        return [b"done"]
+from .process import free_port
+from .waiting import SAFETY, until
 
 
 async def test_server_addresses_known_after_start_with_port_0() -> None:
@@ -98,19 +72,18 @@ async def test_serve_runs_until_cancelled_then_finishes_in_flight_requests() -> 
             await server.serve_forever()
 
     task = asyncio.ensure_future(run_serve())
-    server = await asyncio.wait_for(started, 30)
+    server = await asyncio.wait_for(started, SAFETY)
     host, port = server.host, server.port
     client = await RawClient.connect(host, port)
     pending = asyncio.ensure_future(client.request())
-    assert await asyncio.to_thread(gate.entered.wait, 30)
+    await gate.wait_entered()
     task.cancel()
     # shutdown has begun: no new connections are accepted
-    while server.sockets:
-        await asyncio.sleep(0.01)
+    await until(lambda: not server.sockets, "the listening sockets to close")
     with pytest.raises(OSError):
         await asyncio.open_connection(host, port)
     gate.release.set()
-    response = await asyncio.wait_for(pending, 30)
+    response = await asyncio.wait_for(pending, SAFETY)
     assert response.status == 200
     assert response.body == b"done"
     with pytest.raises(asyncio.CancelledError):
@@ -119,11 +92,9 @@ async def test_serve_runs_until_cancelled_then_finishes_in_flight_requests() -> 
 
 
 async def test_serve_function_shuts_down_on_cancel() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     task = asyncio.ensure_future(serve(hello, host="127.0.0.1", port=port))
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(SAFETY):
         while True:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -145,17 +116,16 @@ async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> Non
         idle = await RawClient.connect(server.host, server.port)
         assert (await idle.request()).status == 200  # kept alive, now idle
         gate.release.clear()
-        gate.entered.clear()
         busy = await RawClient.connect(server.host, server.port)
         pending = asyncio.ensure_future(busy.request())
-        assert await asyncio.to_thread(gate.entered.wait, 30)
+        await gate.wait_entered(2)  # the idle connection's request, then this one
         shutdown = asyncio.ensure_future(server.shutdown())
         assert await idle.closed_by_server()
         assert not shutdown.done()
         gate.release.set()
-        response = await asyncio.wait_for(pending, 30)
+        response = await asyncio.wait_for(pending, SAFETY)
         assert response.body == b"done"
-        await asyncio.wait_for(shutdown, 30)
+        await asyncio.wait_for(shutdown, SAFETY)
         assert await busy.closed_by_server()
 
 
@@ -164,18 +134,14 @@ async def test_a_connection_that_has_not_sent_its_request_yet_is_served() -> Non
     would make a rolling restart drop requests)."""
     async with Server(hello, host="127.0.0.1", port=0) as server:
         fresh = await RawClient.connect(server.host, server.port)
-        async with asyncio.timeout(30):
-            while server.stats()["connections"] < 1:
-                await asyncio.sleep(0.01)
+        await until(lambda: server.stats()["connections"] >= 1, "the connection accepted")
         shutdown = asyncio.ensure_future(server.shutdown())
-        async with asyncio.timeout(30):
-            while server.is_serving:
-                await asyncio.sleep(0.01)
+        await until(lambda: not server.is_serving, "the shutdown to begin")
         response = await fresh.request()
         assert (response.status, response.body) == (200, b"hello")
         assert response.header("Connection") == "close"
         assert await fresh.closed_by_server()
-        await asyncio.wait_for(shutdown, 30)
+        await asyncio.wait_for(shutdown, SAFETY)
 
 
 async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
@@ -184,63 +150,13 @@ async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
         async with Server(gate, host="127.0.0.1", port=0, graceful_timeout=0.2) as server:
             client = await RawClient.connect(server.host, server.port)
             pending = asyncio.ensure_future(client.request())
-            assert await asyncio.to_thread(gate.entered.wait, 30)
-            await asyncio.wait_for(server.shutdown(), 30)
+            await gate.wait_entered()
+            await asyncio.wait_for(server.shutdown(), SAFETY)
             with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
-                await asyncio.wait_for(pending, 30)
+                await asyncio.wait_for(pending, SAFETY)
             await client.close()
     finally:
         gate.release.set()
-
-
-RUN_SCRIPT = textwrap.dedent("""
-    import signal, sys
-    from aiowsgi import run
-
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    def mine(signum, frame):
-        pass
-
-    signal.signal(signal.SIGTERM, mine)
-    run(app, host="127.0.0.1", port=0, loop=sys.argv[1])
-    assert signal.getsignal(signal.SIGTERM) is mine, "SIGTERM handler not restored"
-    print("restored", flush=True)
-""")
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_run_serves_until_sigterm_and_restores_handlers(loop: str, tmp_path: Path) -> None:
-    script = tmp_path / "run_app.py"
-    script.write_text(RUN_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), loop], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert "serving http://127.0.0.1:" in line, line
-        assert f"({loop} loop" in line
-        port = int(line.split("127.0.0.1:")[1].split()[0])
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"\r\nContent-Length: 2\r\n" in data
-        assert data.endswith(b"\r\n\r\nok")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        assert out.strip() == "restored"
-        assert "shutdown complete" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 # -- options a Server does not act on ---------------------------------------------------

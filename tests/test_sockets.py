@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import stat
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,12 @@ from aiowsgi import Config, ConfigError, Server
 from aiowsgi.config import Listen, parse_bind
 from aiowsgi.connection import HTTPConnection
 
-from .http import RawClient, read_response
+from .apps.echo import environ_echo
+from .http import get_over, read_response
 from .process import PID_APP, ServeProcess, app_module
 from .waiting import wait_for
 
-
-def where(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    body = f"{environ['REMOTE_ADDR']}|{environ['SERVER_NAME']}".encode()
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [body]
+where = environ_echo("REMOTE_ADDR", "SERVER_NAME")
 
 
 @pytest.mark.parametrize(("spec", "listen"), [
@@ -54,19 +50,11 @@ def test_bad_uds_mode_is_a_config_error() -> None:
         Config(uds_mode="rw-rw----")
 
 
-async def get(reader_writer: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> bytes:
-    reader, writer = reader_writer
-    client = RawClient(reader, writer)
-    response = await client.request("GET", "/", headers={"Connection": "close"})
-    await client.close()
-    return response.body
-
-
 async def test_several_addresses() -> None:
     async with Server(where, bind=("127.0.0.1:0", "127.0.0.1:0")) as server:
         assert len(server.addresses) == 2
         for host, port in server.addresses:
-            assert await get(await asyncio.open_connection(host, port)) == (
+            assert await get_over(await asyncio.open_connection(host, port)) == (
                 b"127.0.0.1|127.0.0.1")
 
 
@@ -106,7 +94,7 @@ async def test_ipv6() -> None:
         host, port = server.addresses[0]
         assert host == "::1"
         assert server.url == f"http://[::1]:{port}"
-        assert await get(await asyncio.open_connection("::1", port)) == b"::1|::1"
+        assert await get_over(await asyncio.open_connection("::1", port)) == b"::1|::1"
 
 
 async def test_unix_socket_with_permissions(tmp_path: Path) -> None:
@@ -119,7 +107,7 @@ async def test_unix_socket_with_permissions(tmp_path: Path) -> None:
     async with Server(where, uds=str(path), uds_mode="600") as server:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert server.urls == [f"unix:{path}"]
-        assert await get(await asyncio.open_unix_connection(str(path))) == (
+        assert await get_over(await asyncio.open_unix_connection(str(path))) == (
             f"|{path}".encode())
     # the server removes the file it bound, on every Python
     assert not path.exists()
@@ -129,7 +117,7 @@ async def test_unix_socket_with_permissions(tmp_path: Path) -> None:
     stale.close()
     assert stat.S_ISSOCK(os.stat(path).st_mode)
     async with Server(where, bind=(f"unix:{path}",)):
-        assert await get(await asyncio.open_unix_connection(str(path))) == (
+        assert await get_over(await asyncio.open_unix_connection(str(path))) == (
             f"|{path}".encode())
     assert not path.exists()
 
@@ -144,7 +132,7 @@ async def test_an_inherited_unix_socket_keeps_its_file(tmp_path: Path) -> None:
     try:
         for _ in range(2):
             async with Server(where, fd=os.dup(sock.fileno())):
-                assert await get(await asyncio.open_unix_connection(str(path))) == (
+                assert await get_over(await asyncio.open_unix_connection(str(path))) == (
                     f"|{path}".encode())
             assert stat.S_ISSOCK(os.stat(path).st_mode)
     finally:
@@ -158,48 +146,8 @@ async def test_inherited_socket() -> None:
     port = sock.getsockname()[1]
     async with Server(where, fd=sock.detach()) as server:
         assert server.addresses == [("127.0.0.1", port)]
-        assert await get(await asyncio.open_connection("127.0.0.1", port)) == (
+        assert await get_over(await asyncio.open_connection("127.0.0.1", port)) == (
             b"127.0.0.1|127.0.0.1")
-
-
-def test_systemd_socket_activation(tmp_path: Path) -> None:
-    """LISTEN_FDS/LISTEN_PID, as systemd passes sockets: fd 3 onwards."""
-    (tmp_path / "sdapp.py").write_text(app_module("activated"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    port = sock.getsockname()[1]
-    fd = sock.fileno()
-    # the shell moves the socket to fd 3 and sets LISTEN_PID to its own pid, which exec keeps
-    launcher = ["bash", "-c", f'exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"']
-    try:
-        with ServeProcess("sdapp:app", "--app-dir", str(tmp_path), launcher=launcher,
-                          pass_fds=(fd,)) as srv:
-            sock.close()
-            assert srv.address == f"http://127.0.0.1:{port}"
-
-            async def fetch() -> bytes:
-                return await get(await asyncio.open_connection("127.0.0.1", port))
-
-            assert asyncio.run(fetch()) == b"activated"
-            srv.signal(signal.SIGTERM)
-            assert srv.wait() == 0
-    finally:
-        sock.close()
-
-
-def test_shutdown_delay_keeps_serving_after_sigterm(tmp_path: Path) -> None:
-    (tmp_path / "delayapp.py").write_text(app_module("still here"))
-    with ServeProcess("delayapp:app", "--app-dir", str(tmp_path), "--port", "0",
-                      "--shutdown-delay", "3", "--no-access-log") as srv:
-        srv.signal(signal.SIGTERM)
-        wait_for(lambda: srv.logged("still serving for 3s (shutdown_delay)"), "the delay")
-
-        async def fetch() -> bytes:
-            return await get(await asyncio.open_connection("127.0.0.1", srv.port))
-
-        assert asyncio.run(fetch()) == b"still here"  # accepted during the delay
-        assert srv.wait() == 0
 
 
 def test_unix_socket_through_the_command_line(tmp_path: Path) -> None:
@@ -211,7 +159,7 @@ def test_unix_socket_through_the_command_line(tmp_path: Path) -> None:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
 
         async def fetch() -> bytes:
-            return await get(await asyncio.open_unix_connection(str(path)))
+            return await get_over(await asyncio.open_unix_connection(str(path)))
 
         assert asyncio.run(fetch()) == b"over a unix socket"
         srv.signal(signal.SIGTERM)
@@ -228,7 +176,7 @@ def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
 
     def pid() -> int:
         async def fetch() -> bytes:
-            return await get(await asyncio.open_unix_connection(str(path)))
+            return await get_over(await asyncio.open_unix_connection(str(path)))
 
         return int(asyncio.run(fetch()))
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable, Iterable
-from typing import Any
 
 import pytest
 
 from aiowsgi import ConfigError
 from aiowsgi.testing import LiveServer, live_server
 
-
-def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [b"hello"]
+from .apps.echo import hello
+from .waiting import SAFETY
 
 
 @pytest.mark.parametrize("loop", ["auto", "asyncio", "uvloop"])
@@ -23,9 +19,10 @@ def test_a_live_server_runs_the_loop_it_is_given(loop: str) -> None:
     if loop == "uvloop":
         pytest.importorskip("uvloop")
     with LiveServer(hello, loop=loop, threads=2) as server, \
-            urllib.request.urlopen(server.make_url("/"), timeout=30) as response:
+            urllib.request.urlopen(server.make_url("/"), timeout=SAFETY) as response:
         assert response.read() == b"hello"
-    with live_server(hello, loop=loop) as url, urllib.request.urlopen(url, timeout=30) as r:
+    with live_server(hello, loop=loop) as url, \
+            urllib.request.urlopen(url, timeout=SAFETY) as r:
         assert r.read() == b"hello"
 
 

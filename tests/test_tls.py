@@ -19,7 +19,7 @@ import trustme
 from aiowsgi import ConfigError, Server
 
 from .http import read_response
-from .process import ServeProcess, run_serve
+from .process import ServeProcess, run_aiowsgi
 from .waiting import SAFETY
 
 
@@ -133,8 +133,8 @@ def _run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        return run_serve("tlsapp:app", "--app-dir", str(tmp_path),
-                         "--port", str(taken.getsockname()[1]), *args)
+        return run_aiowsgi("serve", "tlsapp:app", "--app-dir", str(tmp_path),
+                           "--port", str(taken.getsockname()[1]), *args)
 
 
 @pytest.mark.parametrize(("option", "args"), [

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .apps.echo import echo, status_app
+from .apps.echo import echo, environ_echo, status_app
 from .conftest import StartServer
 from .http import (
     RawClient,
@@ -210,6 +210,48 @@ async def test_environ_wsgi_keys(start_server: StartServer) -> None:
     assert environ["wsgi.input_terminated"] is True
     assert checks == ["errors ok"]
     assert callable(environ["wsgi.file_wrapper"])
+
+
+paths = environ_echo("SCRIPT_NAME", "PATH_INFO")
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("/api/users", b"/api|/users"),
+    ("/api", b"/api|"),
+    ("/api/", b"/api|/"),
+    ("/apiary", b"/api|/apiary"),  # not under the prefix: left alone
+    ("/users", b"/api|/users"),  # a proxy that already stripped the prefix
+])
+async def test_root_path(start_server: StartServer, target: str, expected: bytes) -> None:
+    server = await start_server(paths, root_path="/api")
+    client = await RawClient.connect(server.host, server.port)
+    assert (await client.request("GET", target)).body == expected
+    await client.close()
+
+
+where = environ_echo("REMOTE_ADDR", "wsgi.url_scheme", "HTTP_HOST")
+
+
+FORWARDED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "shop.example"}
+
+
+async def test_proxy_headers_from_a_trusted_proxy(start_server: StartServer) -> None:
+    server = await start_server(where, proxy_headers=True)  # loopback is trusted by default
+    client = await RawClient.connect(server.host, server.port)
+    response = await client.request("GET", "/", headers=FORWARDED)
+    assert response.body == b"203.0.113.9|https|shop.example"
+    await client.close()
+
+
+async def test_proxy_headers_from_others_are_ignored(start_server: StartServer) -> None:
+    for options in ({"proxy_headers": True, "forwarded_allow_ips": "10.0.0.0/8"},
+                    {"proxy_headers": False}):
+        server = await start_server(where, **options)
+        client = await RawClient.connect(server.host, server.port)
+        response = await client.request("GET", "/", headers=FORWARDED)
+        assert response.body == b"127.0.0.1|http|test"
+        await client.close()
 
 
 # -- 2. start_response -----------------------------------------------------------------

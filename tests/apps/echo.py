@@ -1,5 +1,6 @@
-"""Echo apps: what the request carried, or what the test asks for, sent back.  Importable
-by a server in a subprocess (``tests.apps.echo:together``)."""
+"""Echo apps: what the request carried, or what the test asks for, sent back; and
+``hello``, for a test that needs an app, any app.  Importable by a server in a
+subprocess (``tests.apps.echo:together``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def read_body(environ: Env) -> bytes:
     return body
 
 
+def hello(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """``hello``, with a Content-Length."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    return [b"hello"]
+
+
 def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
     """``METHOD PATH body``: with a Content-Length, or streamed (no Content-Length, in two
     pieces) under ``/stream``."""
@@ -30,6 +37,17 @@ def echo(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(out)))])
     return [out]
+
+
+def environ_echo(*keys: str) -> WSGIApp:
+    """Answers with the values of ``keys`` in the environ, joined by ``|``."""
+
+    def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        body = "|".join(str(environ.get(key)) for key in keys).encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    return app
 
 
 def status_app(status: str, headers: list[tuple[str, str]] | None = None,

@@ -11,13 +11,14 @@ from ..waiting import SAFETY
 
 
 class Gate:
-    """Holds every request until ``release`` is set, then answers ``done``.
+    """Holds every request until ``release`` is set, then answers ``body`` (``done``).
 
     ``entered`` counts the requests that reached the app, ``finished`` those that left
     it; the test waits for them with :meth:`wait_entered` and :meth:`wait_finished`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, body: bytes = b"done") -> None:
+        self.body = body
         self.entered = threading.Semaphore(0)
         self.release = threading.Event()
         self.finished = threading.Semaphore(0)
@@ -28,8 +29,8 @@ class Gate:
         try:
             self.release.wait(SAFETY)
             start_response("200 OK", [("Content-Type", "text/plain"),
-                                      ("Content-Length", "4")])
-            return [b"done"]
+                                      ("Content-Length", str(len(self.body)))])
+            return [self.body]
         finally:
             self.finished.release()
 

@@ -182,7 +182,7 @@ def send(port: int, call: Call) -> Reply:
         headers.append(("Content-Length", str(len(call.body))))
     head = f"{call.method} {call.target} HTTP/1.1\r\n" + "".join(
         f"{name}: {value}\r\n" for name, value in headers) + "Connection: close\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=SAFETY) as sock:
         sock.sendall(head.encode("latin-1") + call.body)
         response = http.client.HTTPResponse(sock, method=call.method)
         response.begin()

@@ -14,6 +14,8 @@ import pytest
 from aiowsgi.testing import LiveServer, LiveServerFactory
 from examples.falcon_app import app
 
+from ..waiting import SAFETY
+
 
 @pytest.fixture
 def server(aiowsgi_live_server_factory: LiveServerFactory) -> LiveServer:
@@ -22,7 +24,7 @@ def server(aiowsgi_live_server_factory: LiveServerFactory) -> LiveServer:
 
 def get(url: str) -> tuple[int, Message, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(url, timeout=SAFETY) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         with error:

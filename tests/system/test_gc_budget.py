@@ -19,6 +19,7 @@ import pytest
 
 from aiowsgi.connection import HTTPConnection
 
+from ..apps.echo import hello
 from ..conftest import StartServer
 from ..http import RawClient, read_response
 from ..waiting import SAFETY
@@ -97,10 +98,6 @@ async def test_a_request_in_flight_holds_few_tracked_objects(
 async def test_a_closed_connection_is_freed_without_the_collector(
     start_server: StartServer, collector_off: None
 ) -> None:
-    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
     def connections() -> int:
         return sum(type(o) is HTTPConnection for o in gc.get_objects())
 

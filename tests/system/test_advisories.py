@@ -68,18 +68,19 @@ import asyncio
 import contextlib
 import socket
 import struct
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from .conftest import StartServer
-from .http import TIMEOUT, RawClient, Response, read_response
+from aiowsgi.wsgi import WSGIApp
 
-Env = dict[str, Any]
-StartResponse = Callable[..., Any]
+from ..apps.echo import Env, StartResponse, read_body, status_app
+from ..apps.gate import Gate
+from ..conftest import StartServer
+from ..http import RawClient, Response, read_response, read_to_eof
+from ..waiting import SAFETY, until
 
 SMUGGLED = "/smuggled"
 SMUGGLE = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -101,28 +102,23 @@ class Seen:
     environ: dict[str, Any]
 
 
+OK = status_app("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")], b"ok")
+
+
 class Recorder:
     """Records every request the server hands it (method, path, body, environ), then
-    answers ``200 ok``.  ``hold``, when given, is waited on before answering."""
+    lets ``answer`` answer it (``200 ok`` unless told)."""
 
-    def __init__(self, *, hold: threading.Event | None = None,
-                 response_body: bytes = b"ok") -> None:
+    def __init__(self, answer: WSGIApp = OK) -> None:
         self.seen: list[Seen] = []
-        self.started = threading.Event()
-        self.hold = hold
-        self.response_body = response_body
+        self.answer = answer
 
     def __call__(self, environ: Env, start_response: StartResponse) -> Iterable[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        body = read_body(environ)
         self.seen.append(Seen(environ["REQUEST_METHOD"], environ["PATH_INFO"], body,
                               environ.get("HTTP_HOST"),
                               {k: v for k, v in environ.items() if isinstance(v, str)}))
-        self.started.set()
-        if self.hold is not None:
-            self.hold.wait(TIMEOUT)
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(self.response_body)))])
-        return [self.response_body]
+        return self.answer(environ, start_response)
 
     @property
     def paths(self) -> list[str]:
@@ -181,16 +177,6 @@ async def send_quietly(client: RawClient, data: bytes) -> None:
         await client.send(data)
 
 
-async def read_to_eof(client: RawClient) -> bytes:
-    """Everything the server sends until it closes, bounded by the safety timeout."""
-    chunks = []
-    async with asyncio.timeout(TIMEOUT):
-        with contextlib.suppress(ConnectionResetError):
-            while data := await client.reader.read(65536):
-                chunks.append(data)
-    return b"".join(chunks)
-
-
 async def parse_responses(data: bytes) -> list[Response]:
     reader = asyncio.StreamReader()
     reader.feed_data(data)
@@ -199,13 +185,6 @@ async def parse_responses(data: bytes) -> list[Response]:
     while not reader.at_eof():
         responses.append(await read_response(reader))
     return responses
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Poll a condition the server reaches on its own, bounded by the safety timeout."""
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def assert_refused(client: RawClient, app: Recorder, statuses: frozenset[int]) -> None:
@@ -771,7 +750,7 @@ async def test_chunk_extension_bytes_are_bounded(
     try:
         await assert_refused(client, app, frozenset({400, 413, 431}))
     finally:
-        async with asyncio.timeout(TIMEOUT):
+        async with asyncio.timeout(SAFETY):
             await sender
 
 
@@ -812,17 +791,16 @@ async def test_half_close_while_the_app_runs_still_gets_the_response(
         start_server: StartServer, connect: Connect) -> None:
     # The end of the client's input is not a disconnection: a large response produced after
     # it must arrive whole.
-    hold = threading.Event()
-    app = Recorder(hold=hold, response_body=b"x" * (1 << 20))
+    gate = Gate(b"x" * (1 << 20))
+    app = Recorder(gate)
     server = await start_server(app)
     client = await connect(server)
     try:
         await client.send(request(b"Content-Length: 5") + b"hello")
-        loop = asyncio.get_running_loop()
-        assert await loop.run_in_executor(None, app.started.wait, TIMEOUT)
+        await gate.wait_entered()
         client.writer.write_eof()
     finally:
-        hold.set()
+        gate.release.set()
     response = await client.response()
     assert response.status == 200
     assert response.body == b"x" * (1 << 20)
@@ -862,7 +840,7 @@ async def test_half_close_mid_request_ends_the_connection(
     client = await connect(server)
     await client.send(payload)
     client.writer.write_eof()
-    data = await read_to_eof(client)
+    data = await read_to_eof(client.reader)
     await client.close()
     responses = [r for r in await parse_responses(data) if r.status != 100]
     assert len(responses) <= 1, responses
@@ -896,7 +874,7 @@ async def test_clients_that_vanish_at_once_leave_nothing_behind(
     shapes = [b"", b"GET /first HTTP/1.1\r\nHo",
               request(b"Content-Length: 10") + b"hello",
               request(line=b"GET /first HTTP/1.1")]
-    async with asyncio.timeout(TIMEOUT):
+    async with asyncio.timeout(SAFETY):
         await asyncio.gather(*(vanish(data, reset) for data in shapes
                                for reset in (False, True) for _ in range(5)))
     client = await connect(server)
@@ -904,4 +882,4 @@ async def test_clients_that_vanish_at_once_leave_nothing_behind(
     assert response.status == 200
     assert await client.closed_by_server()
     assert SMUGGLED not in app.paths
-    await until(lambda: server.stats()["connections"] == 0)
+    await until(lambda: server.stats()["connections"] == 0, "every connection gone")
