@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from django.conf import settings  # type: ignore[import-untyped]
-from django.core.handlers.wsgi import WSGIHandler  # type: ignore[import-untyped]
-from django.http import (  # type: ignore[import-untyped]
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.http import (
     FileResponse,
     HttpRequest,
     HttpResponse,
     StreamingHttpResponse,
 )
-from django.urls import path  # type: ignore[import-untyped]
-from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
-from django.views.decorators.http import require_POST  # type: ignore[import-untyped]
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from ..waiting import SAFETY
 
@@ -47,7 +47,7 @@ def get_application() -> WSGIHandler:
             AIOWSGI_DOWNLOAD_PATH=None,
             AIOWSGI_STREAM_GATE=None,
         )
-    from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
+    from django.core.wsgi import get_wsgi_application
 
     return get_wsgi_application()
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from django.conf import settings  # type: ignore[import-untyped]
-from django.http import (  # type: ignore[import-untyped]
+from django.conf import settings
+from django.http import (
     FileResponse,
     HttpRequest,
     HttpResponse,
@@ -24,12 +24,12 @@ from django.http import (  # type: ignore[import-untyped]
     JsonResponse,
     StreamingHttpResponse,
 )
-from django.middleware.csrf import get_token  # type: ignore[import-untyped]
-from django.shortcuts import redirect  # type: ignore[import-untyped]
-from django.test import Client, override_settings  # type: ignore[import-untyped]
-from django.urls import path  # type: ignore[import-untyped]
-from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
-from django.views.decorators.http import require_http_methods, require_POST, require_safe  # type: ignore[import-untyped]
+from django.middleware.csrf import get_token
+from django.shortcuts import redirect
+from django.test import Client, override_settings
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from aiowsgi.wsgi import WSGIApp
 
@@ -141,7 +141,7 @@ def context() -> AbstractContextManager[object]:
 
 
 def make_app(download: Path) -> WSGIApp:
-    from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
+    from django.core.wsgi import get_wsgi_application
 
     settings.AIOWSGI_COMPAT_DOWNLOAD = str(download)  # inside context(): undone with it
     app: WSGIApp = get_wsgi_application()

@@ -47,7 +47,7 @@ def framework(request: pytest.FixtureRequest) -> Iterator[Framework]:
         yield Framework("flask", flask_app.STREAM_CHUNKS, flask_app.create_app)
         return
 
-    from django.test import override_settings  # type: ignore[import-untyped]
+    from django.test import override_settings
 
     with contextlib.ExitStack() as stack:
 
