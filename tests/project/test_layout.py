@@ -55,3 +55,12 @@ def test_the_files_a_document_names_exist(document: Path) -> None:
     missing = sorted(path for path in named
                      if not (ROOT / path).exists() and not (ROOT / path).is_relative_to(OUTPUT))
     assert missing == []
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """``tests/test_<module>.py`` tests ``aiowsgi/<module>.py``: no test file is named
+    after anything else (whole-server suites go to tests/system/)."""
+    modules = {path.stem for path in MODULES}
+    orphans = sorted(path.name for path in (ROOT / "tests").glob("test_*.py")
+                     if path.stem.removeprefix("test_") not in modules)
+    assert orphans == []
