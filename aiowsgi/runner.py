@@ -108,15 +108,31 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     factory = loop_factory(config.loop)
     configure_logging(config.log_level, config.log_config)
     allocator.tune(config.malloc_trim_threshold)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve_until_signalled(app, config))
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_serve_until_signalled(app, config))
+    finally:
+        # only once the loop is closed: until then a late stop signal (the supervisor's
+        # SIGTERM after the group's) must not run a handler that raises inside the loop
+        for signum, handler in previous.items():
+            restore_signal_handler(signum, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+
+
+def _stop_under_way(signum: int, frame: object) -> None:
+    """A stop signal while the loop winds down after a stop: dropped (see run())."""
 
 
 async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     loop = asyncio.get_running_loop()
     server = Server(app, narrowed_to(config, SERVER_SCOPES))  # the rest is ours
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-    previous: dict[signal.Signals, Any] = {}
+    signals = _STOP_SIGNALS
+    handled: list[signal.Signals] = []
     received: list[int] = []
     tasks: set[asyncio.Future[None]] = set()
 
@@ -159,8 +175,8 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
 
     if threading.current_thread() is threading.main_thread():
         for signum in signals:
-            previous[signum] = signal.getsignal(signum)
             loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
     stop_metrics = stop_answering = None
     try:
         async with server:
@@ -183,9 +199,9 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             await asyncio.to_thread(stop_metrics)
         if stop_answering is not None:
             stop_answering()
-        for signum, handler in previous.items():
+        for signum in handled:
             loop.remove_signal_handler(signum)
-            restore_signal_handler(signum, handler)
+            restore_signal_handler(signum, _stop_under_way)
 
 
 def restore_signal_handler(signum: int, handler: Any) -> None:
