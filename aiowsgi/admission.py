@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import IO
 
 from . import deadlines, http11, wsgi
-from .connstate import Conn
+from .connstate import Conn, Continuation
 from .handoff import ClientGone, Handoff
 from .http11 import Request
 from .states import State
@@ -73,7 +72,7 @@ def dispatch(conn: Conn, request: Request, body: IO[bytes], size: int) -> None:
     conn.deadline = conn.loop.time() + server.first_wait
 
 
-async def first_output_late(conn: Conn) -> Callable[[], object] | None:
+async def first_output_late(conn: Conn) -> Continuation:
     """The first wait ran out: either no thread took the request up (503), or the
     application runs and may still have ``request_timeout`` to answer (else 504)."""
     handoff, request = conn.handoff, conn.request

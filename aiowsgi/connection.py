@@ -27,7 +27,6 @@ from .wsgi import WSGICall
 log = logging.getLogger("aiowsgi.error")
 
 
-
 class HTTPConnection(asyncio.Protocol):
     """One client connection.
 
@@ -41,7 +40,7 @@ class HTTPConnection(asyncio.Protocol):
         "deadline", "drain_waiter", "eof", "expired", "facts", "handoff", "handoff_lock",
         "head_limit", "high_water", "in_memory", "items_ready", "keepalive_phase", "loop",
         "lost", "output", "over_ssl", "paused", "proxied", "reading_paused", "request",
-        "row", "scanned", "served", "server", "skipped", "started", "state", "task",
+        "scanned", "served", "server", "skipped", "started", "state", "task",
         "transport", "write_limits",
     )
 
@@ -177,6 +176,7 @@ class HTTPConnection(asyncio.Protocol):
             self.pause_reading()
 
     def feed_task(self, data: bytes) -> None:
+        """Bytes for the task: its read goes on, or they wait as in :meth:`hold_data`."""
         if self.data_waiter is None:
             self.hold_data(data)
         else:

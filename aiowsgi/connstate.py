@@ -27,8 +27,6 @@ class Strategy(Protocol):
     """How a connection's response bytes and files reach its transport
     (:mod:`aiowsgi.output`)."""
 
-    name: str
-
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         """Write several pieces (``size`` bytes in all) at once; the transport is open."""
 

@@ -39,8 +39,6 @@ class Joined:
     file with ``os.sendfile`` on the loop where the transport is a plain socket, else
     read and written (the only way through TLS)."""
 
-    name = "joined"
-
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         transport = conn.transport
         if size <= len(pieces) * JOIN_BELOW:
@@ -60,8 +58,6 @@ class Gathered(Joined):
     """uvloop: ``writelines`` sends every piece in one system call; a file as for
     :class:`Joined` (uvloop has no ``loop.sendfile``)."""
 
-    name = "gathered"
-
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         conn.transport.writelines(pieces)
 
@@ -70,11 +66,9 @@ class Vectored(Joined):
     """asyncio's own socket transport: large pieces gathered with ``os.writev`` on its
     socket, small ones joined; a file goes with the loop's ``sendfile``."""
 
-    name = "vectored"
-
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         if size <= len(pieces) * JOIN_BELOW:
-            conn.transport.write(b"".join(pieces))
+            super().write_many(conn, pieces, size)  # joined
         else:
             writev(conn, pieces, size)
 
@@ -130,8 +124,7 @@ def writev(conn: Conn, pieces: list[bytes], size: int) -> None:
     sent = 0
     if not transport.get_write_buffer_size():
         try:
-            sent = os.writev(conn.transport.get_extra_info("socket").fileno(),
-                             pieces[:_IOV_MAX])
+            sent = os.writev(transport.get_extra_info("socket").fileno(), pieces[:_IOV_MAX])
         except OSError:  # the transport's write below meets it too, and handles it
             sent = 0
         if sent == size:

@@ -55,10 +55,10 @@ async def by_kernel(conn: Conn, file: IO[bytes], offset: int, count: int) -> int
     the response), waiting for room with ``add_writer`` on the duplicate (uvloop refuses
     it on the transport's own descriptor)."""
     transport = conn.transport
+    if transport.get_extra_info("sslcontext") is not None:
+        return await by_reading(conn, file, offset, count)
     sock = transport.get_extra_info("socket")
     try:
-        if transport.get_extra_info("sslcontext") is not None:
-            raise ValueError("TLS")
         fileno, in_fd = sock.fileno(), file.fileno()
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return await by_reading(conn, file, offset, count)

@@ -10,6 +10,7 @@ bytes are out.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -163,7 +164,8 @@ def connection_facts(*, server_name: str, server_port: str, remote_addr: str,
     }
 
 
-def transport_facts(transport: Any, root_path: str, over_ssl: bool) -> ConnectionFacts:
+def transport_facts(transport: asyncio.BaseTransport, root_path: str,
+                    over_ssl: bool) -> ConnectionFacts:
     """:func:`connection_facts` of an asyncio transport's connection."""
     sockname = transport.get_extra_info("sockname")
     peername = transport.get_extra_info("peername")
