@@ -1,8 +1,16 @@
 """The access log: one line per request, on the ``aiowsgi.access`` logger.
 
-The format uses gunicorn's atoms, so existing log parsers keep working.  Whether lines
-are written is decided once per server (the ``access_log`` option and the logger's
-level), so a server without an access log does no log work per request.
+The format uses gunicorn's atoms, so existing log parsers keep working.  What a server
+does per request is decided once, at its start:
+
+- nothing, when the ``access_log`` option is off or the logger is not enabled for info;
+- when the only place the logger's records would go is aiowsgi's own stderr handler
+  (the one :func:`~aiowsgi.runner.run` installs when the program configured no
+  logging), the line is formatted by a function compiled from the format and handed to
+  a :class:`~aiowsgi.linewriter.LineWriter`, with the handler's prefix: the same text,
+  without a ``LogRecord`` per request and without writing on the loop;
+- otherwise (``--log-config``, handlers the program added, caplog) a record per request,
+  whose arguments are the atoms, as gunicorn gives them.
 """
 
 from __future__ import annotations
@@ -11,10 +19,16 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from .linewriter import LineWriter
+
 log = logging.getLogger("aiowsgi.access")
+errors = logging.getLogger("aiowsgi.error")
+
+#: The format of aiowsgi's own stderr handler (for every aiowsgi logger).
+LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s [%(t)s] "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s %(X)s'
 
@@ -78,14 +92,17 @@ def check_format(fmt: str) -> None:
         raise ValueError(f"malformed format: {exc}") from None
 
 
-def enabled(access_log: bool) -> bool:
-    return access_log and log.isEnabledFor(logging.INFO)
 
 
-def write(fmt: str, environ: Mapping[str, Any], status: str | None, body_bytes: int,
+# (environ, status, body bytes, response headers, time.time_ns(), duration, ending) -> text
+Line = Callable[[Mapping[str, Any], "str | None", int, "list[tuple[str, str]] | None", int,
+                 float, str], str]
+
+
+def atoms(fmt: str, environ: Mapping[str, Any], status: str | None, body_bytes: int,
           headers: list[tuple[str, str]] | None, started: float, duration: float,
-          ending: str) -> None:
-    """Log one request.
+          ending: str) -> dict[str, str]:
+    """Every atom of a request, the arguments of its log record.
 
     ``status`` is the status line the client got (None: nothing was sent), ``headers``
     the response's headers, ``started`` a wall-clock time, ``duration`` in seconds, and
@@ -94,12 +111,12 @@ def write(fmt: str, environ: Mapping[str, Any], status: str | None, body_bytes: 
     target = environ.get("REQUEST_URI", "-")
     protocol = environ.get("SERVER_PROTOCOL", "-")
     path, _, query = target.partition("?")
-    atoms = {
+    found = {
         "h": environ.get("REMOTE_ADDR") or "-",
         "p": environ.get("REMOTE_PORT") or "-",
         "l": "-",
         "u": environ.get("REMOTE_USER") or "-",
-        "t": time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(started)),
+        "t": _clf_time(int(started)),
         "r": f"{method} {target} {protocol}",
         "m": method,
         "U": path,
@@ -117,9 +134,206 @@ def write(fmt: str, environ: Mapping[str, Any], status: str | None, body_bytes: 
         "X": ending,
     }
     for key, kind, lookup in _header_atoms(fmt):
-        if kind == "i":
-            atoms[key] = environ.get(lookup) or "-"
+        found[key] = (environ.get(lookup) or "-" if kind == "i"
+                      else response_header(headers, lookup))
+    return found
+
+
+def response_header(headers: list[tuple[str, str]] | None, name: str) -> str:
+    values = [v for n, v in headers or () if n.lower() == name]
+    return ", ".join(values) if values else "-"
+
+
+@functools.lru_cache(maxsize=2)
+def _clf_time(second: int) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+
+
+# What each atom is in a compiled line: a %-conversion and the expression of its value,
+# over the names the compiled function has (see compile_line).
+_COMPILED = {
+    "h": ("%s", 'get("REMOTE_ADDR") or "-"'),
+    "p": ("%s", 'get("REMOTE_PORT") or "-"'),
+    "l": ("-", ""),
+    "u": ("%s", 'get("REMOTE_USER") or "-"'),
+    "t": ("%s", "clf_time(int(now / 1e9 - duration))"),
+    "r": ("%s %s %s", "method, target, protocol"),
+    "m": ("%s", "method"),
+    "U": ("%s", 'target.partition("?")[0]'),
+    "q": ("%s", 'target.partition("?")[2]'),
+    "H": ("%s", "protocol"),
+    "s": ("%s", 'status[:3] if status else "-"'),
+    "b": ("%s", 'body_bytes or "-"'),
+    "B": ("%d", "body_bytes"),
+    "f": ("%s", 'get("HTTP_REFERER", "-")'),
+    "a": ("%s", 'get("HTTP_USER_AGENT", "-")'),
+    "T": ("%d", "duration"),
+    "M": ("%d", "duration * 1_000"),
+    "D": ("%d", "duration * 1_000_000"),
+    "L": ("%.6f", "duration"),
+    "X": ("%s", "ending"),
+}
+_CONVERSION = re.compile(r"%(?:%|\(([^()]*)\)s)")
+_REQUEST_LINE = ("r", "m", "U", "q", "H")
+
+
+def compile_line(fmt: str, prefixed: bool) -> Line:
+    """A function giving the text of a request's line: ``fmt % atoms(fmt, ...)``, after
+    :func:`prefix` if ``prefixed``, and a newline.  It computes only the atoms ``fmt``
+    uses, in one %-operation.  Formats with other conversions than ``%(name)s`` and
+    ``%%`` (widths, say) get the general way."""
+    header_atoms = {key: (kind, lookup) for key, kind, lookup in _header_atoms(fmt)}
+    pieces = [_PREFIX if prefixed else ""]
+    values = ["log_time(now // 1_000_000)"] if prefixed else []
+    names = set()
+    end = 0
+    for match in _CONVERSION.finditer(fmt):
+        literal = fmt[end:match.start()]
+        if "%" in literal:
+            return functools.partial(_general, fmt, prefixed)
+        pieces.append(literal)
+        end = match.end()
+        name = match.group(1)
+        if name is None:
+            pieces.append("%%")
+        elif name in header_atoms:
+            kind, lookup = header_atoms[name]
+            pieces.append("%s")
+            values.append(f'get({lookup!r}) or "-"' if kind == "i"
+                          else f"response_header(headers, {lookup!r})")
         else:
-            values = [v for n, v in headers or () if n.lower() == lookup]
-            atoms[key] = ", ".join(values) if values else "-"
-    log.info(fmt, atoms)
+            conversion, value = _COMPILED[name]
+            names.add(name)
+            pieces.append(conversion)
+            if value:
+                values.append(value)
+    if "%" in fmt[end:]:
+        return functools.partial(_general, fmt, prefixed)
+    pieces.append(fmt[end:] + "\n")
+    source = ["def line(environ, status, body_bytes, headers, now, duration, ending):",
+              "    get = environ.get"]
+    if names.intersection(_REQUEST_LINE):
+        source += ['    method = get("REQUEST_METHOD", "-")',
+                   '    target = get("REQUEST_URI", "-")',
+                   '    protocol = get("SERVER_PROTOCOL", "-")']
+    source.append(f"    return LINE % ({', '.join(values)}{',' if values else ''})")
+    namespace: dict[str, Any] = {"LINE": "".join(pieces), "clf_time": _clf_time,
+                                 "log_time": _log_time, "response_header": response_header}
+    exec("\n".join(source), namespace)
+    return namespace["line"]  # type: ignore[no-any-return]
+
+
+def _general(fmt: str, prefixed: bool, environ: Mapping[str, Any], status: str | None,
+             body_bytes: int, headers: list[tuple[str, str]] | None, now: int,
+             duration: float, ending: str) -> str:
+    text = fmt % atoms(fmt, environ, status, body_bytes, headers, now / 1e9 - duration,
+                       duration, ending)
+    return f"{prefix(now)}{text}\n" if prefixed else text + "\n"
+
+
+class DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """aiowsgi's stderr handler, installed by ``run()`` when the program configured no
+    logging.  While it is the only place access records would go, the access log
+    writes its lines itself, with the same prefix (:func:`prefix`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(LOG_FORMAT))
+
+
+def prefix(now_ns: int) -> str:
+    """What :class:`DefaultHandler`'s formatter puts before an info message logged at
+    ``now_ns`` (``time.time_ns()``)."""
+    return _PREFIX % _log_time(now_ns // 1_000_000)
+
+
+_PREFIX = "%s [INFO] "
+
+
+@functools.lru_cache(maxsize=2)
+def _log_time(millisecond: int) -> str:
+    """logging's ``asctime``: under load, many lines share a millisecond."""
+    second, millisecond = divmod(millisecond, 1000)
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(second))},{millisecond:03d}"
+
+
+def _sole_handler() -> DefaultHandler | None:
+    """aiowsgi's own handler, if access records would go there and nowhere else."""
+    access, parent = log, logging.getLogger("aiowsgi")
+    if (access.handlers or access.filters or not access.propagate or parent.filters
+            or len(parent.handlers) != 1 or parent.disabled):
+        return None
+    handler = parent.handlers[0]
+    if (type(handler) is not DefaultHandler or handler.filters
+            or handler.level > logging.INFO or handler.formatter is None
+            or handler.formatter._fmt != LOG_FORMAT or handler.formatter.datefmt):
+        return None
+    if parent.propagate and logging.getLogger().handlers:
+        return None  # the root logger's handlers would get the records too
+    return handler
+
+
+def _emit(handler: DefaultHandler, text: str) -> None:
+    handler.acquire()
+    try:
+        handler.stream.write(text)
+        handler.stream.flush()
+    finally:
+        handler.release()
+
+
+class AccessLog:
+    """One server's access log, set up at its start (see the module's docstring)."""
+
+    def __init__(self, fmt: str, writer: LineWriter | None) -> None:
+        self.fmt = fmt
+        self.line = compile_line(fmt, prefixed=True)
+        self.writer = writer
+
+    @property
+    def dropped(self) -> int:
+        return self.writer.dropped if self.writer is not None else 0
+
+    def write(self, environ: Mapping[str, Any], status: str | None, body_bytes: int,
+              headers: list[tuple[str, str]] | None, started: float, ending: str) -> None:
+        """Log one request.
+
+        ``status`` is the status line the client got (None: nothing was sent),
+        ``headers`` the response's headers, ``started`` when the request began
+        (``time.perf_counter()``), ``ending`` the ``X`` atom ('+', '-' or 'X')."""
+        duration = time.perf_counter() - started
+        writer = self.writer
+        if writer is None:
+            log.info(self.fmt, atoms(self.fmt, environ, status, body_bytes, headers,
+                                     time.time() - duration, duration, ending))
+            return
+        writer.add(self.line(environ, status, body_bytes, headers, time.time_ns(), duration,
+                             ending))
+
+    async def close(self, timeout: float) -> None:
+        """Write every line still waiting (within ``timeout`` seconds); say what was lost."""
+        writer = self.writer
+        if writer is None:
+            return
+        unwritten = await writer.close(timeout)
+        if writer.dropped_full:
+            errors.warning("%d access log line(s) dropped: more than access_log_buffer=%d "
+                           "characters were waiting to be written", writer.dropped_full,
+                           writer.limit)
+        if writer.dropped_failed:
+            errors.warning("%d access log line(s) could not be written (%s)",
+                           writer.dropped_failed, writer.failure)
+        if unwritten:
+            errors.warning("%d access log line(s) were still being written at the end of "
+                           "the shutdown", unwritten)
+
+
+
+def open_access_log(access_log: bool, fmt: str, buffer: int) -> AccessLog | None:
+    """The access log of a server starting now, or None when it logs nothing."""
+    if not (access_log and log.isEnabledFor(logging.INFO)):
+        return None
+    handler = _sole_handler()
+    writer = (LineWriter(functools.partial(_emit, handler), buffer, "aiowsgi-access-log")
+              if handler is not None else None)
+    return AccessLog(fmt, writer)

@@ -108,6 +108,11 @@ class Config:
                                   "b body bytes, L seconds, X how it ended and more (see "
                                   "the README).",
                                   group="logging")
+    access_log_buffer: int = _opt(1 * MiB, "Most characters of access log lines waiting to "
+                                  "be written to stderr; lines past it are dropped and "
+                                  "counted (stats(), and a warning at shutdown), so a slow "
+                                  "stderr never holds up the server.", group="logging",
+                                  unit="characters", minimum=1)
     metrics_bind: str = _opt("", "Serve Prometheus metrics at /metrics on this HOST:PORT "
                              "(needs the 'metrics' extra).", group="logging",
                              scope="process")

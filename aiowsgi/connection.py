@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import IO, Any
 
-from . import accesslog, admission, flow, http11, output, rarepaths, reading, wsgi
+from . import admission, flow, http11, output, rarepaths, reading, wsgi
 from .connstate import Continuation, Strategy
 from .handoff import ClientGone, Handoff, Item, resolve
 from .http11 import HTTPError, Request
@@ -281,11 +280,11 @@ class HTTPConnection(asyncio.Protocol):
     def log_access(self, call: WSGICall, ending: str, status: str | None = None) -> None:
         """The access log line of ``call``: ``ending`` is '+' (kept alive), '-' (closed)
         or 'X' (aborted); ``status`` one the server answered with instead of the app."""
-        duration = time.perf_counter() - self.started
-        accesslog.write(self.server.config.access_log_format, call.environ,
-                        status or call.sent_status, call.body_bytes,
-                        call.headers if call.head is not None and not status else None,
-                        time.time() - duration, duration, ending)
+        access = self.server.access
+        assert access is not None
+        access.write(call.environ, status or call.sent_status, call.body_bytes,
+                     call.headers if call.head is not None and not status else None,
+                     self.started, ending)
 
     def forget_request(self) -> None:
         """Let go of the current request: nothing of it stays referenced while the

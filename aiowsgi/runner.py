@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import allocator, environment, metrics
+from . import accesslog, allocator, environment, metrics
 from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
 from .server import Server
 from .supervisor import signal_ready
@@ -92,9 +92,7 @@ def configure_logging(level: str, log_config: str = "") -> None:
     logger = logging.getLogger("aiowsgi")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(accesslog.DefaultHandler())
 
 
 def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:

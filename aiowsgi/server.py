@@ -82,6 +82,7 @@ class Server:
         except ConfigError:
             self._executor.shutdown(wait=False)
             self._io.shutdown(wait=False)
+            await self._close_access_log(0.0)
             raise
 
         def new_protocol() -> HTTPConnection:
@@ -103,6 +104,7 @@ class Server:
             remove_socket_files(self._socket_files)
             self._executor.shutdown(wait=False)
             self._io.shutdown(wait=False)
+            await self._close_access_log(0.0)
             raise
         state.max_connections = _connections_allowed(config.max_connections)
         self._timeouts = asyncio.ensure_future(
@@ -131,6 +133,7 @@ class Server:
             "body_memory": state.body_memory,
             "connections_refused": state.refused,
             "requests_total": state.requests,
+            "access_log_dropped": state.access.dropped if state.access is not None else 0,
         }
 
     async def serve_forever(self) -> None:
@@ -196,6 +199,11 @@ class Server:
         self._timeouts.cancel()
         await asyncio.gather(self._timeouts, return_exceptions=True)
         await self._stop_threads(deadline)
+        await self._close_access_log(max(deadline - loop.time(), 0.0) + _THREAD_EXIT_GRACE)
+
+    async def _close_access_log(self, timeout: float) -> None:
+        if self._state is not None and self._state.access is not None:
+            await self._state.access.close(timeout)
 
     async def _stop_threads(self, deadline: float) -> None:
         """Let the pool's threads exit; leave behind (as daemons) only those still

@@ -81,7 +81,8 @@ class ServerState:
         self.requests = 0  # application calls started, all told
         self.on_max_requests: Callable[[], object] | None = None  # set by the server
         self.max_connections = config.max_connections  # lowered to fit the open-files limit
-        self.access = accesslog.enabled(config.access_log)  # decided once, at start
+        self.access = accesslog.open_access_log(config.access_log, config.access_log_format,
+                                                config.access_log_buffer)
         # whose forwarding headers are believed (None: nobody's)
         self.trusted = (TrustedProxies.parse(config.forwarded_allow_ips)
                         if config.proxy_headers else None)

@@ -5,8 +5,12 @@ and responses that did not complete."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +23,36 @@ from .apps.echo import status_app
 from .apps.gate import Gate
 from .conftest import StartServer
 from .http import RawClient
-from .process import ROOT
+from .process import ROOT, ServeProcess, http_get
 from .waiting import SAFETY, until
 
 Env = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
+PREFIX = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[INFO\] ")
+
+
 class AccessLines:
-    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+    """The access log's lines, from its records (``records``: a handler other than
+    aiowsgi's own is configured) or from what aiowsgi's own handler's stream got
+    (``lines``: the access log writes around logging)."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture, stream: io.StringIO | None) -> None:
         self.caplog = caplog
+        self.stream = stream
 
     def lines(self) -> list[str]:
-        return [r.getMessage() for r in self.caplog.records if r.name == "aiowsgi.access"]
+        records = [r.getMessage() for r in self.caplog.records if r.name == "aiowsgi.access"]
+        if self.stream is None:
+            return records
+        assert records == []
+        found = []
+        for line in self.stream.getvalue().splitlines():
+            if "[INFO]" in line:
+                assert PREFIX.match(line), line
+                found.append(PREFIX.sub("", line, count=1))
+        return found
 
     async def wait(self, count: int) -> list[str]:
         """The first ``count`` lines, once they are written (the safety timeout aside)."""
@@ -40,9 +61,25 @@ class AccessLines:
 
 
 @pytest.fixture
-def access(caplog: pytest.LogCaptureFixture) -> AccessLines:
+def own_handler(monkeypatch: pytest.MonkeyPatch,
+                caplog: pytest.LogCaptureFixture) -> accesslog.DefaultHandler:
+    """Servers started from now on find aiowsgi's own handler to be the only one (as it
+    is under ``run()`` when nothing else is configured; under pytest it is not), and it
+    writes to a string."""
+    caplog.set_level(logging.INFO, logger="aiowsgi")
+    handler = accesslog.DefaultHandler()
+    stream = io.StringIO()
+    handler.setStream(stream)
+    monkeypatch.setattr(accesslog, "_sole_handler", lambda: handler)
+    return handler
+
+
+@pytest.fixture(params=["records", "lines"])
+def access(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> AccessLines:
     caplog.set_level(logging.INFO, logger="aiowsgi.access")
-    return AccessLines(caplog)
+    stream = (request.getfixturevalue("own_handler").stream if request.param == "lines"
+              else None)
+    return AccessLines(caplog, stream)
 
 
 def app(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
@@ -82,9 +119,7 @@ async def test_one_line_per_request(start_server: StartServer,
     await client.request("GET", "/path?x=1", headers={"User-Agent": "tester/1",
                                                       "Referer": "http://ref/"})
     await client.close()
-    lines = access.lines()
-    assert len(lines) == 1
-    line = lines[0]
+    line, = await access.wait(1)
     assert line.startswith('127.0.0.1 - - [')
     assert '"GET /path?x=1 HTTP/1.1" 201 ' in line
     assert '"http://ref/" "tester/1"' in line
@@ -99,14 +134,14 @@ async def test_custom_format(start_server: StartServer,
     client = await RawClient.connect(server.host, server.port)
     await client.request("GET", "/a/b?c=d")
     await client.close()
-    assert access.lines() == ["GET /a/b c=d 201 HTTP/1.1"]
+    assert await access.wait(1) == ["GET /a/b c=d 201 HTTP/1.1"]
 
 
 async def test_no_access_log(start_server: StartServer,
                              access: AccessLines,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Any] = []
-    monkeypatch.setattr(accesslog, "write", lambda *args: calls.append(args))
+    monkeypatch.setattr(accesslog.AccessLog, "write", lambda *args: calls.append(args))
     for options in ({"access_log": False}, {}):
         if options == {}:  # on, but the logger is above INFO: no work either
             logging.getLogger("aiowsgi.access").setLevel(logging.WARNING)
@@ -264,3 +299,221 @@ def test_unknown_atoms_are_refused(fmt: str) -> None:
 
 def test_header_atoms_are_accepted() -> None:
     Config(access_log_format="%({X-Request-Id}i)s %({content-type}o)s %(u)s %(l)s %(M)s")
+
+
+# -- the line written around logging ---------------------------------------------------
+
+REQUEST = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/p/a?q=1", "SERVER_PROTOCOL": "HTTP/1.1",
+           "REMOTE_ADDR": "10.0.0.1", "REMOTE_PORT": "5555", "REMOTE_USER": "bob",
+           "HTTP_REFERER": "r", "HTTP_USER_AGENT": 'ua "x"', "HTTP_X_IN": "in"}
+NOW = 1_700_000_000_123_456_789  # ns: not on a millisecond, as logging's float time is not
+
+
+@pytest.mark.parametrize("fmt", [
+    accesslog.DEFAULT_FORMAT,
+    "|".join(f"%({name})s" for name in accesslog.ATOMS if "{" not in name),
+    "%({X-In}i)s %({x-missing}i)s %({x-out}o)s %({Content-Type}o)s %({content-type}i)s",
+    '100%% of {braces} "quotes" \\backslash\\ %(s)s%%',
+    "%(h)-15s %(s)s",  # a width: the general way
+    "no atom at all",
+    "%(M)s",
+], ids=["default", "every-atom", "headers", "literals", "width", "none", "one"])
+@pytest.mark.parametrize("prefixed", [True, False])
+@pytest.mark.parametrize(("status", "body_bytes", "headers", "duration"), [
+    ("201 Created", 5, [("X-Out", "a"), ("x-out", "b"), ("Content-Type", "t")], 1.2345678),
+    (None, 0, None, 0.0000004),
+])
+def test_a_compiled_line_is_the_format_of_the_atoms(
+        fmt: str, prefixed: bool, status: str | None, body_bytes: int,
+        headers: list[tuple[str, str]] | None, duration: float) -> None:
+    Config(access_log_format=fmt)  # a format the server takes
+    line = accesslog.compile_line(fmt, prefixed)(REQUEST, status, body_bytes, headers, NOW,
+                                                 duration, "+")
+    expected = fmt % accesslog.atoms(fmt, REQUEST, status, body_bytes, headers,
+                                     NOW / 1e9 - duration, duration, "+")
+    assert line == (accesslog.prefix(NOW) if prefixed else "") + expected + "\n"
+
+
+def test_the_prefix_is_what_the_default_handler_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for now in (NOW, NOW + 876_000_000, NOW + 1_000_999_999):
+        monkeypatch.setattr(time, "time_ns", lambda now=now: now)
+        monkeypatch.setattr(time, "time", lambda now=now: now / 1e9)
+        record = logging.LogRecord("aiowsgi.access", logging.INFO, __file__, 1, "line", None,
+                                   None)
+        assert (accesslog.DefaultHandler().format(record)
+                == accesslog.prefix(now) + "line"), now
+
+
+async def test_lines_go_around_logging_only_when_its_own_handler_alone_gets_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root, parent, access = (logging.getLogger(), logging.getLogger("aiowsgi"),
+                            logging.getLogger("aiowsgi.access"))
+    own = accesslog.DefaultHandler()
+    own.setStream(io.StringIO())
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(parent, "handlers", [own])
+    monkeypatch.setattr(access, "handlers", [])
+    monkeypatch.setattr(parent, "propagate", True)
+    monkeypatch.setattr(access, "propagate", True)
+    parent_level, access_level = parent.level, access.level
+    parent.setLevel(logging.INFO)
+    access.setLevel(logging.NOTSET)
+
+    async def writes_around_logging() -> bool | None:
+        log = accesslog.open_access_log(True, accesslog.DEFAULT_FORMAT, 1000)
+        if log is None:
+            return None
+        await log.close(SAFETY)
+        return log.writer is not None
+
+    other = logging.StreamHandler(io.StringIO())
+    cases: list[tuple[str, Callable[[], object], bool | None]] = [
+        ("aiowsgi's handler alone", lambda: None, True),
+        ("a root handler", lambda: monkeypatch.setattr(root, "handlers", [other]), False),
+        ("but aiowsgi does not propagate",
+         lambda: monkeypatch.setattr(parent, "propagate", False), True),
+        ("a second handler", lambda: monkeypatch.setattr(parent, "handlers", [own, other]),
+         False),
+        ("another handler instead", lambda: monkeypatch.setattr(parent, "handlers", [other]),
+         False),
+        ("its own again", lambda: monkeypatch.setattr(parent, "handlers", [own]), True),
+        ("a handler on the access logger",
+         lambda: monkeypatch.setattr(access, "handlers", [other]), False),
+        ("none again", lambda: monkeypatch.setattr(access, "handlers", []), True),
+        ("a filter on the handler", lambda: own.addFilter(lambda record: True), False),
+        ("no filter", lambda: own.filters.clear(), True),
+        ("another format", lambda: own.setFormatter(logging.Formatter("%(message)s")), False),
+        ("the format again",
+         lambda: own.setFormatter(logging.Formatter(accesslog.LOG_FORMAT)), True),
+        ("the handler above info", lambda: own.setLevel(logging.WARNING), False),
+        ("the access logger above info", lambda: access.setLevel(logging.WARNING), None),
+    ]
+    try:
+        for name, change, expected in cases:
+            change()
+            assert await writes_around_logging() is expected, name
+    finally:
+        parent.setLevel(parent_level)
+        access.setLevel(access_level)
+
+
+class StuckStream(io.StringIO):
+    """A stderr nobody reads: a write blocks until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.release.wait(SAFETY)
+        return super().write(text)
+
+
+async def test_a_stuck_stderr_never_holds_up_requests(
+        start_server: StartServer, own_handler: accesslog.DefaultHandler,
+        caplog: pytest.LogCaptureFixture) -> None:
+    stuck = StuckStream()
+    own_handler.setStream(stuck)
+    server = await start_server(created, access_log_buffer=500)
+    client = await RawClient.connect(server.host, server.port)
+    try:
+        assert (await client.request("GET", "/first")).status == 201
+        assert await asyncio.to_thread(stuck.entered.wait, SAFETY)  # writing, and stuck
+        for number in range(20):
+            assert (await client.request("GET", f"/{number}")).status == 201
+        dropped = server.stats()["access_log_dropped"]
+        # about 130 characters a line: 3 wait, the rest cannot
+        assert 15 <= dropped <= 18
+    finally:
+        stuck.release.set()
+        await client.close()
+    await server.shutdown()
+    written = stuck.getvalue().splitlines()
+    assert len(written) == 21 - dropped
+    assert [line.split('"')[1] for line in written[:2]] == ["GET /first HTTP/1.1",
+                                                            "GET /0 HTTP/1.1"]
+    assert f"{dropped} access log line(s) dropped: more than access_log_buffer=500" in caplog.text
+
+
+async def test_lines_still_stuck_at_the_end_of_the_shutdown_are_reported(
+        start_server: StartServer, own_handler: accesslog.DefaultHandler,
+        caplog: pytest.LogCaptureFixture) -> None:
+    stuck = StuckStream()
+    own_handler.setStream(stuck)
+    server = await start_server(created)
+    client = await RawClient.connect(server.host, server.port)
+    for _ in range(3):
+        assert (await client.request()).status == 201
+    await client.close()
+    try:
+        await until(stuck.entered.is_set, "the first write")
+        await server.shutdown(timeout=0)  # waits a second for the writer, not for ever
+    finally:
+        stuck.release.set()
+    assert "3 access log line(s) were still being written at the end of the shutdown" \
+        in caplog.text
+
+
+async def test_lines_that_cannot_be_written_are_counted(
+        start_server: StartServer, own_handler: accesslog.DefaultHandler,
+        caplog: pytest.LogCaptureFixture) -> None:
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    own_handler.setStream(FullDisk())
+    server = await start_server(created)
+    client = await RawClient.connect(server.host, server.port)
+    for _ in range(4):
+        assert (await client.request()).status == 201
+    await client.close()
+    await until(lambda: server.stats()["access_log_dropped"] == 4, "4 failed lines")
+    await server.shutdown()
+    assert ("4 access log line(s) could not be written (OSError: [Errno 28] No space left "
+            "on device)") in caplog.text
+
+
+async def test_every_line_is_written_by_the_end_of_the_shutdown(
+        start_server: StartServer, own_handler: accesslog.DefaultHandler) -> None:
+    server = await start_server(created, access_log_format="%(U)s")
+    client = await RawClient.connect(server.host, server.port)
+    for number in range(50):
+        assert (await client.request("GET", f"/{number}")).status == 201
+    await client.close()
+    await server.shutdown()  # at once: the lines are still waiting for their hand-over
+    assert [line.split(" [INFO] ")[1] for line in own_handler.stream.getvalue().splitlines()] \
+        == [f"/{number}" for number in range(50)]
+    assert server.stats() == {} or server.stats()["access_log_dropped"] == 0
+
+
+def test_the_command_line_writes_every_line_to_stderr_by_exit() -> None:
+    with ServeProcess("tests.apps.echo:hello", "--port", "0") as srv:
+        for number in range(30):
+            http_get(srv.port, f"/{number}")
+        assert srv.stop() == 0  # at once
+        output = srv.output()
+    lines = [line for line in output if '"GET /' in line]
+    assert [line.split('"')[1] for line in lines] == [f"GET /{n} HTTP/1.1" for n in range(30)]
+    assert all(PREFIX.match(line) for line in lines), lines
+
+
+def test_log_config_handlers_get_a_record_per_request(tmp_path: Path) -> None:
+    records = tmp_path / "access.txt"
+    config = tmp_path / "logging.json"
+    config.write_text(json.dumps({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"args": {"format": "%(name)s %(levelname)s %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(records),
+                              "formatter": "args"},
+                     "stderr": {"class": "logging.StreamHandler"}},
+        "loggers": {"aiowsgi": {"level": "INFO", "handlers": ["stderr"]},
+                    "aiowsgi.access": {"handlers": ["file"]}},
+    }))
+    with ServeProcess("tests.apps.echo:hello", "--port", "0", "--log-config", str(config)) as srv:
+        http_get(srv.port, "/logged")
+        assert srv.stop() == 0
+    text = records.read_text()
+    assert text.startswith('aiowsgi.access INFO 127.0.0.1 - - [')
+    assert '"GET /logged HTTP/1.1" 200' in text
