@@ -28,13 +28,13 @@ class LineWriter:
     def __init__(self, write: Callable[[str], object], limit: int, name: str) -> None:
         self._write = write
         self.limit = limit
+        self._room = limit  # the limit while open, -1 once closing: nothing more is taken
         self._loop = asyncio.get_running_loop()
         self._lines: list[str] = []  # the loop's, not handed over yet
-        self._size = 0  # characters in _lines
         self._timer: asyncio.TimerHandle | None = None
-        # The loop counts what it added, the thread what it finished (written or
-        # failed): each counter has one writer, and what waits is their difference.
-        self._added = self._added_lines = 0
+        # The loop counts what it added and handed over, the thread what it finished
+        # (written or failed): each counter has one writer; what waits is a difference.
+        self._added = self._handed = self._handed_lines = 0
         self._finished = self._finished_lines = 0
         self.dropped_full = 0  # lines dropped because too much was waiting (loop)
         self.dropped_failed = 0  # lines whose write failed (thread)
@@ -52,15 +52,13 @@ class LineWriter:
 
     def add(self, line: str) -> None:
         """Queue ``line`` (with its newline), or drop it if too much waits already."""
-        size = len(line)
-        if self._added - self._finished + size > self.limit or self._closing:
+        added = self._added + len(line)
+        if added - self._finished > self._room:
             self.dropped_full += 1
             return
         self._lines.append(line)
-        self._added += size
-        self._added_lines += 1
-        self._size += size
-        if self._size >= HAND_OVER_SIZE:
+        self._added = added
+        if added - self._handed >= HAND_OVER_SIZE:
             self._hand_over()
         elif self._timer is None:
             self._timer = self._loop.call_later(HAND_OVER_AFTER, self._hand_over)
@@ -71,7 +69,9 @@ class LineWriter:
             self._timer = None
         if not self._lines:
             return
-        lines, self._lines, self._size = self._lines, [], 0
+        lines, self._lines = self._lines, []
+        self._handed = self._added
+        self._handed_lines += len(lines)
         with self._ready:
             self._batches.append(lines)
             self._ready.notify()
@@ -107,12 +107,13 @@ class LineWriter:
         if self._done is None:
             self._hand_over()
             self._done = self._loop.create_future()
+            self._room = -1
             with self._ready:
                 self._closing = True
                 self._ready.notify()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._done), timeout)
-        return self._added_lines - self._finished_lines
+        return self._handed_lines - self._finished_lines
 
 
 def _settle(done: asyncio.Future[None]) -> None:

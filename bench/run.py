@@ -74,8 +74,12 @@ WAITRESS = "waitress"
 GTHREAD = "gunicorn-gthread"
 UVICORN_ASGI = "uvicorn-asgi"
 CEILING = "ceiling"
+# aiowsgi as users run it (its access log on, written to the server's stderr, a file
+# here) and with --no-access-log, as the other servers run.
 AIOWSGI_UVLOOP = "aiowsgi-uvloop"
 AIOWSGI_ASYNCIO = "aiowsgi-asyncio"
+AIOWSGI_UVLOOP_NO_LOG = "aiowsgi-uvloop-no-access-log"
+AIOWSGI_ASYNCIO_NO_LOG = "aiowsgi-asyncio-no-access-log"
 
 
 # --------------------------------------------------------------------------
@@ -131,6 +135,8 @@ def make_scenarios(hello_connections: int) -> tuple[Scenario, ...]:
 
 SCENARIO_NAMES = tuple(s.name for s in make_scenarios(64))
 WSGI_SCENARIOS = frozenset(SCENARIO_NAMES) - {"idle"}
+# where aiowsgi also runs with --no-access-log: what the access log costs
+NO_LOG_SCENARIOS = frozenset({"hello", "latency"})
 
 
 # --------------------------------------------------------------------------
@@ -164,8 +170,7 @@ SERVERS: tuple[Server, ...] = (
         "aiowsgi",
         lambda port, app: _py(
             "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port,
-            "--loop", "uvloop", "--log-level", "warning",
+            "--host", HOST, "--port", port, "--loop", "uvloop",
         ),
         WSGI_SCENARIOS | {"idle"},
         idle_loop="uvloop",
@@ -176,11 +181,30 @@ SERVERS: tuple[Server, ...] = (
         "aiowsgi",
         lambda port, app: _py(
             "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port,
-            "--loop", "asyncio", "--log-level", "warning",
+            "--host", HOST, "--port", port, "--loop", "asyncio",
         ),
         WSGI_SCENARIOS | {"idle"},
         idle_loop="asyncio",
+    ),
+    Server(
+        AIOWSGI_UVLOOP_NO_LOG,
+        ("aiowsgi", "uvloop"),
+        "aiowsgi",
+        lambda port, app: _py(
+            "-m", "aiowsgi", "serve", app,
+            "--host", HOST, "--port", port, "--loop", "uvloop", "--no-access-log",
+        ),
+        NO_LOG_SCENARIOS,
+    ),
+    Server(
+        AIOWSGI_ASYNCIO_NO_LOG,
+        ("aiowsgi",),
+        "aiowsgi",
+        lambda port, app: _py(
+            "-m", "aiowsgi", "serve", app,
+            "--host", HOST, "--port", port, "--loop", "asyncio", "--no-access-log",
+        ),
+        NO_LOG_SCENARIOS,
     ),
     Server(
         WAITRESS,
@@ -942,7 +966,9 @@ def scan_log(log_file: IO[bytes]) -> tuple[int, str | None]:
     """
     log_file.flush()
     log_file.seek(0)
-    lines = log_file.read(4 * 1024 * 1024).decode("utf-8", "replace").splitlines()
+    # aiowsgi's access log makes the file large: info lines are not kept
+    lines = [line.decode("utf-8", "replace").rstrip("\n") for line in log_file
+             if b" [INFO] " not in line]
     hits = [i for i, line in enumerate(lines) if _LOG_ERROR_RE.search(line)]
     if not hits:
         hits = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
@@ -1247,6 +1273,7 @@ def scenario_table(scenario: Scenario, res: Results) -> list[str]:
 # --------------------------------------------------------------------------
 
 HELLO_VS_WAITRESS_UVLOOP = 3.0
+ACCESS_LOG_VS_NO_LOG = 0.85  # hello req/s with the access log on / with it off
 HELLO_VS_UVICORN_ASGI = 0.8
 HELLO_VS_WAITRESS_ASYNCIO = 2.0
 STREAM_RSS_MIB = 64.0
@@ -1322,6 +1349,12 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
         for srv in aiowsgi:
             vs(hello_p, srv, "p99 latency < waitress's", "hello", "p99_ms", WAITRESS, 1.0,
                "ms", 2, higher_is_better=False, strict=True)
+        for srv, no_log in ((AIOWSGI_UVLOOP, AIOWSGI_UVLOOP_NO_LOG),
+                            (AIOWSGI_ASYNCIO, AIOWSGI_ASYNCIO_NO_LOG)):
+            if srv in aiowsgi and res.get("hello", no_log) is not None:
+                vs("10. access log on (the default), hello", srv,
+                   f">= {ACCESS_LOG_VS_NO_LOG:g}x itself with --no-access-log req/s", "hello",
+                   "rps", no_log, ACCESS_LOG_VS_NO_LOG, "req/s")
     for srv in aiowsgi:
         if "latency" in names:
             vs("2. hello, 1 connection", srv, "median latency <= waitress's", "latency",
