@@ -53,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import apps, idle  # noqa: E402
+from bench import apps, frameworks, idle  # noqa: E402
 
 HOST = "127.0.0.1"
 MIB = 1024 * 1024
@@ -98,9 +98,13 @@ class Scenario:
     connections: int = 0
     method: str = "GET"
     request_body: bytes = b""
-    response_size: int = 0  # body bytes of one answer
+    response_size: int = 0  # body bytes of one answer (0: not fixed, not checked)
     # Large responses: loaded by the bulk client (unless --bulk-client wrk).
     bulk: bool = False
+    path: str = "/"  # the request target
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (wrk -H)
+    expect: bytes = b""  # the answer must contain these bytes
+    requires: tuple[str, ...] = ()  # modules the app needs (else: skipped)
 
 
 POST_BODY = b"x" * apps.POST_SIZE
@@ -130,7 +134,50 @@ def make_scenarios(hello_connections: int) -> tuple[Scenario, ...]:
         Scenario("startup", "startup", "bench.apps:hello",
                  "Start-up: spawn to first answered request",
                  response_size=len(apps.HELLO_BODY)),
+        *framework_scenarios(),
     )  # fmt: skip
+
+
+# -- real frameworks: unmodified Flask and Django apps (bench/frameworks/) ----------
+
+FRAMEWORK_CONNECTIONS = 64
+FRAMEWORK_SCENARIOS = ("flask", "django")
+
+
+def framework_scenarios() -> tuple[Scenario, ...]:
+    return (
+        Scenario("flask", "load", frameworks.FLASK_APP,
+                 f"Flask JSON API (jsonify), {FRAMEWORK_CONNECTIONS} connections",
+                 connections=FRAMEWORK_CONNECTIONS, path=frameworks.FLASK_PATH,
+                 expect=frameworks.FLASK_EXPECT, requires=("flask",)),
+        Scenario("django", "load", frameworks.DJANGO_APP,
+                 f"Django page: template, ORM query on SQLite, DB session, "
+                 f"{FRAMEWORK_CONNECTIONS} connections",
+                 connections=FRAMEWORK_CONNECTIONS, path=frameworks.DJANGO_PATH,
+                 headers=frameworks.DJANGO_HEADERS, expect=frameworks.DJANGO_EXPECT,
+                 requires=("django",)),
+    )  # fmt: skip
+
+
+def prepare_django(args: argparse.Namespace) -> str | None:
+    """Create the django scenario's SQLite database in the run's directory; None or why not.
+
+    A subprocess (``bench.frameworks.django_site.prepare``), so that this script never
+    imports Django.  The servers find the file through ``BENCH_DJANGO_DB`` (server_env).
+    """
+    log(f"django: preparing the database {args.django_db}")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.frameworks.django_site.prepare"],
+            cwd=REPO_ROOT, env=server_env(args), capture_output=True, text=True,
+            timeout=READY_TIMEOUT * 4, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "database not prepared: timed out"
+    if done.returncode != 0:
+        log((done.stderr or done.stdout).strip()[-2000:])
+        return f"database not prepared: exit status {done.returncode}"
+    return None
 
 
 SCENARIO_NAMES = tuple(s.name for s in make_scenarios(64))
@@ -599,18 +646,21 @@ def request(port: int, scenario: Scenario, timeout: float = PROBE_TIMEOUT) -> st
     """
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        headers = {"Connection": "close"}
+        headers = {"Connection": "close", **dict(scenario.headers)}
         if scenario.request_body:
             headers["Content-Type"] = "application/octet-stream"
-        conn.request(scenario.method, "/", body=scenario.request_body or None, headers=headers)
+        conn.request(scenario.method, scenario.path, body=scenario.request_body or None,
+                     headers=headers)
         resp = conn.getresponse()
         body = resp.read()
     finally:
         conn.close()
     if resp.status != 200:
         raise WrongAnswer(f"status {resp.status} {resp.reason}: {body[:200]!r}")
-    if len(body) != scenario.response_size:
+    if scenario.response_size and len(body) != scenario.response_size:
         raise WrongAnswer(f"{len(body)} body bytes, expected {scenario.response_size}")
+    if scenario.expect not in body:
+        raise WrongAnswer(f"no {scenario.expect!r} in the body {body[:200]!r}")
     expected = scenario.request_body or None
     if scenario.app == "bench.apps:hello":
         expected = apps.HELLO_BODY
@@ -691,6 +741,7 @@ def _group_alive(pgid: int) -> bool:
 def server_env(args: argparse.Namespace) -> dict[str, str]:
     env = idle.server_env()
     env[apps.FILE_ENV] = str(args.file_path)
+    env[frameworks.DJANGO_DB_ENV] = str(args.django_db)
     return env
 
 
@@ -719,7 +770,9 @@ def run_wrk(
     ]  # fmt: skip
     if scenario.method != "GET":
         cmd += ["-s", str(wrk_script(args, scenario))]
-    cmd.append(f"http://{HOST}:{port}/")
+    for name, value in scenario.headers:
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(f"http://{HOST}:{port}{scenario.path}")
     # wrk is the only child reaped in between, so the difference is its CPU time.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -884,8 +937,9 @@ def run_bulk(port: int, scenario: Scenario, duration: int) -> tuple[WrkResult, f
     """Load the server like wrk would, with one thread per connection; (figures, CPU %)."""
     body = scenario.request_body
     length = f"Content-Length: {len(body)}\r\n" if body else ""
-    request_bytes = (f"{scenario.method} / HTTP/1.1\r\nHost: {HOST}:{port}\r\n{length}\r\n"
-                     .encode("ascii") + body)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in scenario.headers)
+    request_bytes = (f"{scenario.method} {scenario.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                     f"{length}{extra}\r\n".encode("ascii") + body)
     stats = _BulkStats()
     lock = threading.Lock()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -1245,6 +1299,27 @@ COLUMNS: dict[str, list[Column]] = {
 }  # fmt: skip
 
 
+def cpu_per_request_us(e: Entry) -> float | None:
+    """The server's CPU time per request, in µs: its CPU % over its req/s (medians).
+
+    ``bench/where_time_goes.py`` subtracts the app's own time from it.
+    """
+    cpu, rps = e.median("server_cpu"), e.median("rps")
+    return None if cpu is None or not rps else cpu / 100 / rps * 1e6
+
+
+FRAMEWORK_COLUMNS: list[Column] = [
+    col_value("req/s", "rps", 0), col_value("p50 ms", "p50_ms"), col_value("p99 ms", "p99_ms"),
+    col_ratio("req/s vs waitress", "rps", WAITRESS),
+    col_ratio("req/s vs gunicorn-gthread", "rps", GTHREAD),
+    col_ratio("p99 vs waitress", "p99_ms", WAITRESS),
+    col_ratio("p99 vs gunicorn-gthread", "p99_ms", GTHREAD),
+    ("server CPU µs/req", lambda e, _: fmt_num(cpu_per_request_us(e), 0)),
+    COL_CPU, COL_CORE, COL_WRK_CPU, COL_RSS,
+]  # fmt: skip
+COLUMNS.update(dict.fromkeys(FRAMEWORK_SCENARIOS, FRAMEWORK_COLUMNS))
+
+
 def _startup_range(e: Entry) -> str:
     samples = [ms for r in e.ok_rounds() for ms in r.startup_ms]
     return f"{min(samples):,.0f}-{max(samples):,.0f}" if samples else "-"
@@ -1284,6 +1359,9 @@ IDLE_CONNECTIONS = 10_000
 IDLE_RSS_MIB = 150.0
 IDLE_MEDIAN_MS = 50.0
 STARTUP_MS = 300.0
+FRAMEWORKS_POINT = 10  # "Real frameworks" in the performance issue
+FRAMEWORK_VS_WAITRESS = 1.3
+FRAMEWORK_VS_GTHREAD = 1.0
 
 
 @dataclass
@@ -1392,6 +1470,17 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
         if "startup" in names:
             below("8. start-up", srv, f"first answer < {STARTUP_MS:g} ms (median)", "startup",
                   "startup_ms", STARTUP_MS, "ms", 0)
+        for sc in FRAMEWORK_SCENARIOS:
+            if sc not in names:
+                continue
+            point = f"{FRAMEWORKS_POINT}. real frameworks: {sc}"
+            vs(point, srv, f">= {FRAMEWORK_VS_WAITRESS:g}x waitress req/s", sc, "rps",
+               WAITRESS, FRAMEWORK_VS_WAITRESS, "req/s")
+            vs(point, srv, ">= gunicorn-gthread req/s", sc, "rps", GTHREAD,
+               FRAMEWORK_VS_GTHREAD, "req/s")
+            for ref in (WAITRESS, GTHREAD):
+                vs(point, srv, f"p99 latency < {ref}'s", sc, "p99_ms", ref, 1.0, "ms", 2,
+                   higher_is_better=False, strict=True)
     checks.sort(key=lambda c: int(c.point.split(".")[0]))  # by issue point, stable
     if png is not None:
         checks.append(Check("9. table and chart", "-", "results.md + PNG chart",
@@ -1492,6 +1581,8 @@ CHART_METRIC: dict[str, tuple[str, str, str | None, bool]] = {
     "chunks": ("rps", "req/s", WAITRESS, False),
     "idle": ("idle_rss_mib", "RSS MiB with idle connections (lower is better)", None, True),
     "startup": ("startup_ms", "ms to first answer (lower is better)", WAITRESS, True),
+    "flask": ("rps", "req/s", WAITRESS, False),
+    "django": ("rps", "req/s", WAITRESS, False),
 }
 
 
@@ -1523,6 +1614,9 @@ def chart_targets(res: Results, scenario: str) -> list[dict[str, Any]]:
         return [{"value": IDLE_RSS_MIB, "label": f"{IDLE_RSS_MIB:g} MiB", "relative": False}]
     if scenario == "startup":
         return [{"value": STARTUP_MS, "label": f"{STARTUP_MS:g} ms", "relative": False}]
+    if scenario in FRAMEWORK_SCENARIOS:
+        return (times(FRAMEWORK_VS_WAITRESS, scenario, WAITRESS, "rps")
+                + times(FRAMEWORK_VS_GTHREAD, scenario, GTHREAD, "rps"))
     return []
 
 
@@ -1615,6 +1709,7 @@ def results_json(res: Results, checks: Sequence[Check], args: argparse.Namespace
                 "app": s.app,
                 "connections": s.connections,
                 "method": s.method,
+                "path": s.path,
                 "request_bytes": len(s.request_body),
                 "response_bytes": s.response_size,
                 "servers": [entry_json(e) for e in res.in_scenario(s.name)],
@@ -1774,6 +1869,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if server.name not in told:
                     told.add(server.name)
                     log(f"{server.name}: skipped, not installed ({', '.join(missing)})")
+            elif app_missing := [m for m in scenario.requires
+                                 if importlib.util.find_spec(m) is None]:
+                entry.skipped = f"skipped ({', '.join(app_missing)} not installed)"
+                if scenario.name not in told:
+                    told.add(scenario.name)
+                    log(f"{scenario.name}: skipped, not installed ({', '.join(app_missing)})")
             res.entries[(scenario.name, server.name)] = entry
             if not entry.skipped:
                 plan.append((scenario, server, entry))
@@ -1786,6 +1887,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workdir = workdir
         args.file_path = Path(workdir) / "file-16MiB.bin"
         apps.ensure_file(args.file_path)
+        args.django_db = Path(workdir) / "django.sqlite3"
+        if any(sc.name == "django" for sc, _, _ in plan) and (why := prepare_django(args)):
+            for sc, _, entry in plan:
+                if sc.name == "django":
+                    entry.skipped = f"skipped ({why})"
+            plan = [p for p in plan if not p[2].skipped]
         for round_no in range(1, args.rounds + 1):
             for scenario, server, entry in plan:
                 log(f"[round {round_no}/{args.rounds}] {scenario.name}: {server.name}")

@@ -1,0 +1,1 @@
+"""Migrations of the benchmark site's ``Item`` table."""
