@@ -53,7 +53,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import apps, frameworks, idle  # noqa: E402
+from bench import apps, frameworks, idle, mixapps  # noqa: E402
 
 HOST = "127.0.0.1"
 MIB = 1024 * 1024
@@ -110,7 +110,15 @@ class Scenario:
 POST_BODY = b"x" * apps.POST_SIZE
 
 
-def make_scenarios(hello_connections: int) -> tuple[Scenario, ...]:
+# cpu: half on /slow, half on /fast.  2 on /slow keep the server's CPU busy (the GIL lets
+# one thread run at a time) and leave threads free: no request waits for a thread, so a
+# fast request waits for the GIL and the server's own scheduling, nothing else.
+CPU_CONNECTIONS = 4
+SLOW_CLIENTS = 200  # slow: half download, half upload (bench/slowclients.py)
+
+
+def make_scenarios(hello_connections: int, cpu_connections: int = CPU_CONNECTIONS,
+                   slow_clients: int = SLOW_CLIENTS) -> tuple[Scenario, ...]:
     return (
         Scenario("hello", "load", "bench.apps:hello",
                  f"Hello world, {hello_connections} connections",
@@ -135,6 +143,24 @@ def make_scenarios(hello_connections: int) -> tuple[Scenario, ...]:
                  "Start-up: spawn to first answered request",
                  response_size=len(apps.HELLO_BODY)),
         *framework_scenarios(),
+        *mix_scenarios(hello_connections, cpu_connections, slow_clients),
+    )  # fmt: skip
+
+
+def mix_scenarios(hello_connections: int, cpu_connections: int,
+                  slow_clients: int) -> tuple[Scenario, ...]:
+    """The mixed loads (``bench/mixapps.py``), run by :func:`bench_cpu` and :func:`bench_slow`."""
+    half = cpu_connections // 2
+    return (
+        Scenario("cpu", "cpu", "bench.mixapps:cpu",
+                 f"CPU-heavy views: {half} connections on /slow (~{mixapps.CPU_MS:g} ms of "
+                 f"Python), {cpu_connections - half} on /fast (hello), "
+                 f"{mixapps.THREADS} app threads", connections=cpu_connections,
+                 response_size=len(apps.HELLO_BODY)),
+        Scenario("slow", "slow", "bench.mixapps:slow",
+                 f"Hello world, {hello_connections} connections, next to {slow_clients} slow "
+                 "clients (1 MiB down or up at 64 KiB/s)",
+                 connections=hello_connections, response_size=len(apps.HELLO_BODY)),
     )  # fmt: skip
 
 
@@ -210,49 +236,24 @@ def _py(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
+def _aiowsgi(name: str, loop: str, scenarios: frozenset[str], *options: str) -> Server:
+    """aiowsgi on ``loop``, with its defaults but ``options``."""
+    return Server(
+        name,
+        ("aiowsgi", "uvloop") if loop == "uvloop" else ("aiowsgi",),
+        "aiowsgi",
+        lambda port, app: _py("-m", "aiowsgi", "serve", app, "--host", HOST, "--port", port,
+                              "--loop", loop, *options),
+        scenarios,
+        idle_loop=loop if "idle" in scenarios else None,
+    )
+
+
 SERVERS: tuple[Server, ...] = (
-    Server(
-        AIOWSGI_UVLOOP,
-        ("aiowsgi", "uvloop"),
-        "aiowsgi",
-        lambda port, app: _py(
-            "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port, "--loop", "uvloop",
-        ),
-        WSGI_SCENARIOS | {"idle"},
-        idle_loop="uvloop",
-    ),
-    Server(
-        AIOWSGI_ASYNCIO,
-        ("aiowsgi",),
-        "aiowsgi",
-        lambda port, app: _py(
-            "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port, "--loop", "asyncio",
-        ),
-        WSGI_SCENARIOS | {"idle"},
-        idle_loop="asyncio",
-    ),
-    Server(
-        AIOWSGI_UVLOOP_NO_LOG,
-        ("aiowsgi", "uvloop"),
-        "aiowsgi",
-        lambda port, app: _py(
-            "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port, "--loop", "uvloop", "--no-access-log",
-        ),
-        NO_LOG_SCENARIOS,
-    ),
-    Server(
-        AIOWSGI_ASYNCIO_NO_LOG,
-        ("aiowsgi",),
-        "aiowsgi",
-        lambda port, app: _py(
-            "-m", "aiowsgi", "serve", app,
-            "--host", HOST, "--port", port, "--loop", "asyncio", "--no-access-log",
-        ),
-        NO_LOG_SCENARIOS,
-    ),
+    _aiowsgi(AIOWSGI_UVLOOP, "uvloop", WSGI_SCENARIOS | {"idle"}),
+    _aiowsgi(AIOWSGI_ASYNCIO, "asyncio", WSGI_SCENARIOS | {"idle"}),
+    _aiowsgi(AIOWSGI_UVLOOP_NO_LOG, "uvloop", NO_LOG_SCENARIOS, "--no-access-log"),
+    _aiowsgi(AIOWSGI_ASYNCIO_NO_LOG, "asyncio", NO_LOG_SCENARIOS, "--no-access-log"),
     Server(
         WAITRESS,
         ("waitress",),
@@ -360,6 +361,7 @@ class RoundResult:
     file_wrapper: str | None = None  # file scenario: "server" or "app" (X-File-Wrapper)
     startup_ms: list[float] = field(default_factory=list)
     idle: dict[str, Any] | None = None
+    mix: dict[str, Any] | None = None  # the cpu and slow scenarios' own figures
     error: str | None = None
     output_tail: str | None = None
 
@@ -385,6 +387,9 @@ class RoundResult:
             return statistics.median(self.startup_ms) if self.startup_ms else None
         if name.startswith("idle_"):
             value = (self.idle or {}).get(name[5:])
+            return None if value is None else float(value)
+        if name.startswith("mix_"):
+            value = (self.mix or {}).get(name[4:])
             return None if value is None else float(value)
         raise KeyError(name)
 
@@ -1137,10 +1142,333 @@ def bench_idle(args: argparse.Namespace, scenario: Scenario, server: Server,
     )  # fmt: skip
 
 
+# --------------------------------------------------------------------------
+# Mixed loads: cpu (CPU-heavy views and the GIL) and slow (slow clients)
+# --------------------------------------------------------------------------
+
+SLOW_SETTLE = 2.0  # seconds between starting the slow clients and the measured wrk run
+SLOW_TRANSFER_S = mixapps.SLOW_SIZE / (64 * 1024)  # one slow transfer's nominal seconds
+SLOW_TIMEOUT = SLOW_TRANSFER_S * 1.25 + 5  # slowclients.py's default --timeout
+WAITRESS_CONNECTIONS = 1000  # waitress's --connection-limit in slow (its default: 100)
+MIX_KINDS = frozenset({"cpu", "slow"})
+
+
+def server_argv(server: Server, port: str, scenario: Scenario) -> list[str]:
+    """The server's command line for a scenario.  In cpu, every server runs the app on
+    ``mixapps.THREADS`` threads; in slow, waitress takes more than 100 connections."""
+    argv = server.argv(port, scenario.app)
+    at = argv.index(scenario.app) if scenario.app in argv else len(argv)
+    if scenario.kind == "slow" and server.name == WAITRESS:
+        argv[at:at] = [f"--connection-limit={WAITRESS_CONNECTIONS}"]
+    if scenario.kind != "cpu":
+        return argv
+    threads = str(mixapps.THREADS)
+    if server.name in (AIOWSGI_UVLOOP, AIOWSGI_ASYNCIO):
+        argv[at:at] = ["--threads", threads]
+    elif server.name == WAITRESS:
+        argv[at:at] = [f"--threads={threads}"]
+    elif server.name == GTHREAD:
+        argv[argv.index("--threads") + 1] = threads
+    elif server.name == "granian":
+        argv[at:at] = ["--blocking-threads", threads]
+    elif server.name == "uvicorn-wsgi":
+        # What --interface wsgi builds, a2wsgi.WSGIMiddleware(app), with THREADS threads.
+        argv[argv.index("--interface") + 1] = "asgi3"
+        argv[at] = f"{scenario.app}_a2wsgi"
+    return argv
+
+
+# The application threads of each server where the command line does not set them (as
+# in every scenario but cpu): the servers' defaults, as the versions benchmarked have them.
+DEFAULT_THREADS = {
+    AIOWSGI_UVLOOP: "8 (default)", AIOWSGI_ASYNCIO: "8 (default)", WAITRESS: "4 (default)",
+    GTHREAD: "4", "uvicorn-wsgi": "10 (a2wsgi's default)",
+    "granian": "512 (default: backlog / 2)",
+}  # fmt: skip
+
+
+def mix_threads(server: str, scenario: str) -> str:
+    """The application threads of a server in the cpu or slow scenario."""
+    if scenario == "cpu" and server in DEFAULT_THREADS:
+        return str(mixapps.THREADS)
+    return DEFAULT_THREADS.get(server, "default")
+
+
+def _spawn_mix(args: argparse.Namespace, server: Server, port: int, scenario: Scenario,
+               log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    env = server_env(args)
+    if args.cpu_loops is not None:
+        env[mixapps.CPU_LOOPS_ENV] = str(args.cpu_loops)
+    return subprocess.Popen(
+        ["taskset", "-c", str(args.server_cpu), *server_argv(server, str(port), scenario)],
+        cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def run_wrks(args: argparse.Namespace, loads: Sequence[tuple[str, int]],
+             duration: int) -> tuple[list[WrkResult], float]:
+    """Run one wrk per (URL, connections) at the same time; their figures and the CPU
+    they used together (% of one CPU)."""
+    cmds = [["taskset", "-c", str(args.wrk_cpu), "wrk", "-t1", f"-c{connections}",
+             f"-d{duration}s", "--timeout", WRK_TIMEOUT, "--latency", url]
+            for url, connections in loads]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd in cmds]
+    outputs: list[tuple[str, str]] = []
+    try:
+        deadline = t0 + duration + WRK_GRACE
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=max(0.1, deadline - time.monotonic())))
+    except subprocess.TimeoutExpired as exc:
+        raise ServerFailed(f"wrk did not finish within {duration + WRK_GRACE:g} s") from exc
+    finally:
+        for proc in procs:  # only after a timeout or an error: they are ours
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    results: list[WrkResult] = []
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise ServerFailed(f"wrk exited with status {proc.returncode}",
+                               (err or out).strip()[-2000:])
+        try:
+            results.append(parse_wrk(out))
+        except ValueError as exc:
+            raise ServerFailed(f"could not parse wrk output: {exc}", out) from exc
+    return results, cpu / elapsed * 100
+
+
+def _pcts(w: WrkResult) -> tuple[float | None, float | None]:
+    """wrk's p50 and p99, None when it completed no request (it prints 0.00us then)."""
+    return (w.p50_ms, w.p99_ms) if w.requests else (None, None)
+
+
+def _merged(main: WrkResult, *others: WrkResult, rps: float | None = None) -> WrkResult:
+    """``main``'s figures with the errors of ``others`` added (and ``rps`` if given)."""
+    errors = dict(main.socket_errors)
+    for w in others:
+        for kind, n in w.socket_errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+    return WrkResult(
+        requests_per_sec=main.requests_per_sec if rps is None else rps,
+        p50_ms=_pcts(main)[0], p99_ms=_pcts(main)[1],
+        requests=sum(w.requests or 0 for w in (main, *others)),
+        non_2xx_3xx=sum(w.non_2xx_3xx for w in (main, *others)),
+        socket_errors=errors,
+    )
+
+
+def app_stats(port: int, reset: bool = False) -> dict[str, Any]:
+    """The cpu app's in-process figures (``/__stats``; see bench/mixapps.py)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=PROBE_TIMEOUT)
+    try:
+        conn.request("GET", "/__stats?reset=1" if reset else "/__stats",
+                     headers={"Connection": "close"})
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServerFailed(f"/__stats: {exc!r}") from exc
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise ServerFailed(f"/__stats: status {resp.status}")
+    figures: dict[str, Any] = json.loads(body)
+    return figures
+
+
+def _mix_round(args: argparse.Namespace, scenario: Scenario, server: Server, round_no: int,
+               measure: Callable[[argparse.Namespace, Scenario, subprocess.Popen[bytes], int,
+                                  IO[bytes], int], RoundResult]) -> RoundResult:
+    port = free_port()
+    with tempfile.TemporaryFile(prefix=f"bench-{server.name}-") as log_file:
+        proc = _spawn_mix(args, server, port, scenario, log_file)
+        try:
+            took, _ = wait_ready(proc, port, log_file, scenario)
+            log(f"  up on port {port} after {took:.2f} s (pid {proc.pid})")
+            result = measure(args, scenario, proc, port, log_file, round_no)
+            if proc.poll() is not None:
+                raise ServerFailed(f"exited with status {proc.returncode} during the run",
+                                   idle.tail(log_file))
+        except ServerFailed as exc:
+            output = exc.output_tail if exc.output_tail is not None else idle.tail(log_file)
+            result = RoundResult(round=round_no, ok=False, error=str(exc), output_tail=output)
+        finally:
+            stop(proc)
+        result.log_errors, result.log_excerpt = scan_log(log_file)
+        return result
+
+
+def bench_cpu(args: argparse.Namespace, scenario: Scenario, server: Server,
+              round_no: int) -> RoundResult:
+    """Two wrk at once, one on /slow and one on /fast; the app's own figures around them."""
+    return _mix_round(args, scenario, server, round_no, _measure_cpu)
+
+
+def _measure_cpu(args: argparse.Namespace, scenario: Scenario, proc: subprocess.Popen[bytes],
+                 port: int, log_file: IO[bytes], round_no: int) -> RoundResult:
+    half = max(1, scenario.connections // 2)
+    loads = [(f"http://{HOST}:{port}/slow", half),
+             (f"http://{HOST}:{port}/fast", max(1, scenario.connections - half))]
+    app_stats(port, reset=True)  # finds the server's event loop, starts the lag probe
+    if args.warmup > 0:
+        run_wrks(args, loads, args.warmup)
+    app_stats(port, reset=True)
+    cores0 = cpu_times(args.server_cpu), cpu_times(args.wrk_cpu)
+    with Sampler(proc.pid) as sampler:
+        (slow_w, fast_w), client_cpu = run_wrks(args, loads, args.duration)
+    cores1 = cpu_times(args.server_cpu), cpu_times(args.wrk_cpu)
+    stats = app_stats(port)
+    own, wall, lag = stats["slow_cpu"], stats["slow_wall"], stats.get("loop_lag") or {}
+    own_ms = own["p50_ms"]
+    mix = {
+        "slow_rps": slow_w.requests_per_sec, "fast_rps": fast_w.requests_per_sec,
+        "slow_p50_ms": _pcts(slow_w)[0], "slow_p99_ms": _pcts(slow_w)[1],
+        "fast_p50_ms": _pcts(fast_w)[0], "fast_p99_ms": _pcts(fast_w)[1],
+        "own_cpu_ms": own_ms, "own_cpu_p99_ms": own["p99_ms"], "own_count": own["count"],
+        "own_wall_ms": wall["p50_ms"], "own_wall_p99_ms": wall["p99_ms"],
+        "fast_p99_vs_own": (fast_w.p99_ms / own_ms
+                            if _pcts(fast_w)[1] is not None and own_ms else None),
+        "loop": stats.get("loop"), "loop_lag_count": lag.get("count"),
+        "loop_lag_p50_ms": lag.get("p50_ms"), "loop_lag_p99_ms": lag.get("p99_ms"),
+        "loop_lag_max_ms": lag.get("max_ms"), "loops": stats.get("loops"),
+    }  # fmt: skip
+    if stats.get("loops") != args.cpu_loops:
+        raise ServerFailed(f"the app spun {stats.get('loops')} loops, not {args.cpu_loops}")
+    return RoundResult(
+        round=round_no, ok=True,
+        wrk=_merged(fast_w, slow_w, rps=slow_w.requests_per_sec + fast_w.requests_per_sec),
+        rss_peak_kib=sampler.peak_kib, rss_hwm_kib=sampler.hwm_kib,
+        server_cpu_percent=sampler.cpu_percent, wrk_cpu_percent=client_cpu,
+        server_core_busy_percent=busy_percent(cores0[0], cores1[0]),
+        client_core_busy_percent=busy_percent(cores0[1], cores1[1]),
+        client="wrk x2", mix=mix,
+    )  # fmt: skip
+
+
+def bench_slow(args: argparse.Namespace, scenario: Scenario, server: Server,
+               round_no: int) -> RoundResult:
+    """wrk on hello alone, then again next to bench/slowclients.py, in one server process."""
+    return _mix_round(args, scenario, server, round_no, _measure_slow)
+
+
+def slowclients_argv(args: argparse.Namespace, port: int) -> list[str]:
+    return ["taskset", "-c", str(args.wrk_cpu), sys.executable,
+            str(REPO_ROOT / "bench" / "slowclients.py"), "--host", HOST, "--port", str(port),
+            "--clients", str(args.slow_clients), "--size", str(mixapps.SLOW_SIZE),
+            "--timeout", f"{SLOW_TIMEOUT:g}",
+            # New transfers start until the measured run ends.
+            "--duration", f"{SLOW_SETTLE + args.duration:g}"]
+
+
+def _measure_slow(args: argparse.Namespace, scenario: Scenario, proc: subprocess.Popen[bytes],
+                  port: int, log_file: IO[bytes], round_no: int) -> RoundResult:
+    loads = [(f"http://{HOST}:{port}/", scenario.connections)]
+    if args.warmup > 0:
+        run_wrks(args, loads, args.warmup)
+    (alone,), _ = run_wrks(args, loads, args.duration)
+    clients = subprocess.Popen(slowclients_argv(args, port), cwd=REPO_ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        with Sampler(proc.pid) as sampler:  # RSS: from the slow clients' start on
+            time.sleep(SLOW_SETTLE)
+            if clients.poll() is not None:
+                raise ServerFailed(f"slowclients.py exited with status {clients.returncode}",
+                                   clients.communicate()[1][-2000:])
+            cores0 = cpu_times(args.server_cpu), cpu_times(args.wrk_cpu)
+            cpu0, t0 = _sum_over(sampler.pids, cpu_seconds), time.monotonic()
+            (mixed,), client_cpu = run_wrks(args, loads, args.duration)
+            server_cpu = ((_sum_over(sampler.pids, cpu_seconds) - cpu0)
+                          / (time.monotonic() - t0) * 100)
+            cores1 = cpu_times(args.server_cpu), cpu_times(args.wrk_cpu)
+        limit = SLOW_TIMEOUT + 5 + WRK_GRACE  # slowclients.py cuts itself off before
+        try:
+            out, err = clients.communicate(timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            raise ServerFailed(f"slowclients.py did not finish {limit:g} s after the run") \
+                from exc
+    finally:
+        if clients.poll() is None:  # ours: after an error only
+            clients.kill()
+            clients.wait()
+    if clients.returncode not in (0, 1):  # 1: some transfers failed, counted below
+        raise ServerFailed(f"slowclients.py exited with status {clients.returncode}",
+                           err[-2000:])
+    try:
+        sc: dict[str, Any] = json.loads(out)
+    except ValueError as exc:
+        raise ServerFailed(f"slowclients.py: no figures ({exc})", err[-2000:]) from exc
+    down, up = sc["download"], sc["upload"]
+    failed = down["failed"] + up["failed"]
+    reasons: dict[str, int] = {}
+    for kind in (down, up):
+        for reason, n in kind["failures"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    wrk = _merged(mixed, alone)
+    if failed:  # shown with the socket errors: a server that fails slow clients is not fast
+        wrk.socket_errors["slow transfers failed"] = failed
+    mix = {
+        "alone_rps": alone.requests_per_sec, "alone_p50_ms": _pcts(alone)[0],
+        "alone_p99_ms": _pcts(alone)[1],
+        "with_vs_alone": (mixed.requests_per_sec / alone.requests_per_sec
+                          if alone.requests_per_sec else None),
+        "downloads_started": down["started"], "downloads_completed": down["completed"],
+        "uploads_started": up["started"], "uploads_completed": up["completed"],
+        "transfers_failed": failed, "failures": reasons,
+        "first_failure": down["first_error"] or up["first_error"],
+        "download_s_p50": down["seconds_p50"], "upload_s_p50": up["seconds_p50"],
+        "download_s_max": down["seconds_max"], "upload_s_max": up["seconds_max"],
+        "slowclients_cpu_percent": sc["cpu_percent"], "slowclients_elapsed_s": sc["elapsed"],
+    }  # fmt: skip
+    return RoundResult(
+        round=round_no, ok=True, wrk=wrk,
+        rss_peak_kib=sampler.peak_kib, rss_hwm_kib=sampler.hwm_kib,
+        server_cpu_percent=server_cpu, wrk_cpu_percent=client_cpu,
+        server_core_busy_percent=busy_percent(cores0[0], cores1[0]),
+        client_core_busy_percent=busy_percent(cores0[1], cores1[1]),
+        client="wrk + slowclients.py", mix=mix,
+    )  # fmt: skip
+
+
+def describe_mix(scenario: Scenario, r: RoundResult) -> str:
+    """describe() for the cpu and slow scenarios."""
+    m = r.mix or {}
+    w = r.wrk
+    assert w is not None
+    tail = (f"server CPU % {fmt_num(r.server_cpu_percent, 0)}, client CPU % "
+            f"{fmt_num(r.wrk_cpu_percent, 0)}, non-2xx/3xx {w.non_2xx_3xx}, socket errors "
+            f"{w.socket_errors or 0}"
+            + (f", server logged {r.log_errors} error line(s)" if r.log_errors else ""))
+    if scenario.kind == "cpu":
+        lag = ("" if m.get("loop_lag_p99_ms") is None else
+               f", loop lag p50/p99/max {fmt_num(m.get('loop_lag_p50_ms'))}/"
+               f"{fmt_num(m.get('loop_lag_p99_ms'))}/{fmt_num(m.get('loop_lag_max_ms'))} ms")
+        return (f"{w.requests_per_sec:,.0f} req/s ({fmt_num(m.get('slow_rps'), 0)} slow + "
+                f"{fmt_num(m.get('fast_rps'), 0)} fast), fast p50/p99 "
+                f"{fmt_num(m.get('fast_p50_ms'))}/{fmt_num(m.get('fast_p99_ms'))} ms, slow "
+                f"view CPU {fmt_num(m.get('own_cpu_ms'))} ms (wall "
+                f"{fmt_num(m.get('own_wall_ms'))} ms){lag}, {tail}")
+    return (f"hello {w.requests_per_sec:,.0f} req/s with slow clients, "
+            f"{fmt_num(m.get('alone_rps'), 0)} alone ({fmt_num(m.get('with_vs_alone'))}x), "
+            f"p99 {fmt_num(w.p99_ms)} ms ({fmt_num(m.get('alone_p99_ms'))} alone); slow "
+            f"transfers: downloads {m.get('downloads_completed')}/{m.get('downloads_started')}"
+            f", uploads {m.get('uploads_completed')}/{m.get('uploads_started')} completed, "
+            f"failed {m.get('failures') or 0}; peak RSS "
+            f"{fmt_num(r.metric(scenario, 'rss_peak_mib'), 1)} MiB, {tail}")
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Scenario, Server, int], RoundResult]] = {
     "load": bench_load,
     "startup": bench_startup,
     "idle": bench_idle,
+    "cpu": bench_cpu,
+    "slow": bench_slow,
 }
 
 
@@ -1154,6 +1482,8 @@ def describe(scenario: Scenario, r: RoundResult) -> str:
         i = r.idle or {}
         return (f"{i.get('established')} idle, RSS {fmt_num(i.get('rss_mib'), 1)} MiB, "
                 f"new request median {fmt_num(i.get('median_ms'))} ms")
+    if scenario.kind in MIX_KINDS:
+        return describe_mix(scenario, r)
     w = r.wrk
     assert w is not None
     mib_s = r.metric(scenario, "mib_s")
@@ -1325,6 +1655,117 @@ def _startup_range(e: Entry) -> str:
     return f"{min(samples):,.0f}-{max(samples):,.0f}" if samples else "-"
 
 
+# --------------------------------------------------------------------------
+# Report: the cpu and slow scenarios
+# --------------------------------------------------------------------------
+
+def _mix_sum(e: Entry, name: str) -> int:
+    return sum(int((r.mix or {}).get(name) or 0) for r in e.ok_rounds())
+
+
+def _transfers(kind: str) -> Column:
+    def cell(e: Entry, _: Results) -> str:
+        return f"{_mix_sum(e, kind + '_completed')}/{_mix_sum(e, kind + '_started')}"
+
+    return f"{kind} completed/started", cell
+
+
+def _failed_transfers(e: Entry, _: Results) -> str:
+    failed = _mix_sum(e, "transfers_failed")
+    if not failed:
+        return "0"
+    reasons: dict[str, int] = {}
+    for r in e.ok_rounds():
+        for reason, n in ((r.mix or {}).get("failures") or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    return f"**{failed}** (" + ", ".join(f"{k} {v}" for k, v in reasons.items()) + ")"
+
+
+def _loop_lag(e: Entry, _: Results) -> str:
+    if e.median("mix_loop_lag_p99_ms") is None:
+        return "-"
+    return "/".join(fmt_num(e.median(f"mix_loop_lag_{q}_ms"), 1) for q in ("p50", "p99", "max"))
+
+
+MIX_COLUMNS: dict[str, list[Column]] = {
+    "cpu": [
+        col_value("req/s, slow + fast", "rps", 0),
+        col_value("slow req/s", "mix_slow_rps", 0), col_value("fast req/s", "mix_fast_rps", 0),
+        col_value("fast p50 ms", "mix_fast_p50_ms"), col_value("fast p99 ms", "mix_fast_p99_ms"),
+        col_value("slow view CPU ms", "mix_own_cpu_ms"),
+        col_value("slow view wall ms", "mix_own_wall_ms"),
+        col_value("fast p99 / view CPU", "mix_fast_p99_vs_own"),
+        col_ratio("req/s vs gunicorn-gthread", "rps", GTHREAD),
+        ("loop lag p50/p99/max ms", _loop_lag),
+        ("app threads", lambda e, _: mix_threads(e.server, e.scenario.name)),
+        COL_CPU, COL_CORE, COL_WRK_CPU,
+    ],
+    "slow": [
+        col_value("hello req/s with slow clients", "rps", 0),
+        col_value("hello req/s alone", "mix_alone_rps", 0),
+        col_value("with / alone", "mix_with_vs_alone"),
+        col_value("p99 ms with", "p99_ms"), col_value("p99 ms alone", "mix_alone_p99_ms"),
+        col_ratio("req/s with vs gunicorn-gthread", "rps", GTHREAD),
+        _transfers("downloads"), _transfers("uploads"),
+        ("failed transfers", _failed_transfers),
+        col_value("download s (median)", "mix_download_s_p50", 1),
+        col_value("upload s (median)", "mix_upload_s_p50", 1),
+        ("app threads", lambda e, _: mix_threads(e.server, e.scenario.name)),
+        COL_RSS, COL_CPU, COL_CORE,
+        col_value("slow clients CPU %", "mix_slowclients_cpu_percent", 0), COL_WRK_CPU,
+    ],
+}  # fmt: skip
+
+# results.json: the figures stored per scenario and server
+MIX_METRICS: dict[str, list[str]] = {
+    "cpu": ["rps", "mix_slow_rps", "mix_fast_rps", "mix_fast_p50_ms", "mix_fast_p99_ms",
+            "mix_slow_p50_ms", "mix_slow_p99_ms", "mix_own_cpu_ms", "mix_own_cpu_p99_ms",
+            "mix_own_wall_ms", "mix_own_wall_p99_ms", "mix_fast_p99_vs_own",
+            "mix_loop_lag_p50_ms", "mix_loop_lag_p99_ms", "mix_loop_lag_max_ms",
+            "rss_peak_mib", "server_cpu", "server_core", "wrk_cpu", "client_core"],
+    "slow": ["rps", "p50_ms", "p99_ms", "mix_alone_rps", "mix_alone_p50_ms", "mix_alone_p99_ms",
+             "mix_with_vs_alone", "mix_transfers_failed", "mix_download_s_p50",
+             "mix_upload_s_p50", "mix_slowclients_cpu_percent", "rss_peak_mib", "server_cpu",
+             "server_core", "wrk_cpu", "client_core"],
+}
+
+CPU_FAST_P99_VS_OWN = 3.0  # fast p99 <= 3x the slow view's own (CPU) time
+CPU_VS_GTHREAD = 1.0  # req/s >= gunicorn-gthread's, the same threads
+SLOW_VS_ALONE = 0.8  # hello req/s with slow clients >= 0.8x without
+SLOW_VS_GTHREAD = 3.0  # ... and >= 3x gunicorn-gthread's under the same mix
+
+
+def mix_settings(args: argparse.Namespace) -> str:
+    """The report's sentence about the cpu and slow scenarios ("" when neither ran)."""
+    kinds = {s.kind for s in args.scenario_list} & MIX_KINDS
+    if not kinds:
+        return ""
+    parts: list[str] = []
+    if "cpu" in kinds:
+        parts.append(
+            f"cpu: every server runs the app on {mixapps.THREADS} threads (aiowsgi "
+            "`--threads`, waitress `--threads`, gunicorn `--threads`, granian "
+            "`--blocking-threads`, uvicorn: `a2wsgi.WSGIMiddleware(app, workers="
+            f"{mixapps.THREADS})` with `--interface asgi3`); two wrk at once, "
+            f"{args.cpu_connections // 2} connections on /slow and "
+            f"{args.cpu_connections - args.cpu_connections // 2} on /fast; /slow spins "
+            f"{args.cpu_loops:,} loops (calibrated by this script on CPU {args.wrk_cpu}: "
+            f"{args.cpu_loops_ms:.2f} ms of CPU time); the view's CPU and wall time and the "
+            "loop lag (a 10 ms timer on the server's asyncio loop, where there is one) are "
+            "measured in the server.")
+    if "slow" in kinds:
+        parts.append(
+            f"slow: wrk on hello alone, then with {args.slow_clients} slow clients "
+            f"(bench/slowclients.py, half download and half upload {mixapps.SLOW_SIZE:,} "
+            f"bytes at 64 KiB/s) started {SLOW_SETTLE:g} s before it, in the same server "
+            f"process; the servers' own thread counts (see the table); waitress gets "
+            f"`--connection-limit={WAITRESS_CONNECTIONS}`.")
+    return " ".join(parts)
+
+
+COLUMNS.update(MIX_COLUMNS)
+
+
 def scenario_table(scenario: Scenario, res: Results) -> list[str]:
     columns = COLUMNS[scenario.name]
     headers = ["server", *(h for h, _ in columns), "errors"]
@@ -1359,7 +1800,7 @@ IDLE_CONNECTIONS = 10_000
 IDLE_RSS_MIB = 150.0
 IDLE_MEDIAN_MS = 50.0
 STARTUP_MS = 300.0
-FRAMEWORKS_POINT = 10  # "Real frameworks" in the performance issue
+FRAMEWORKS_POINT = 2  # "Real frameworks": point 2 of the performance issue (18)
 FRAMEWORK_VS_WAITRESS = 1.3
 FRAMEWORK_VS_GTHREAD = 1.0
 
@@ -1430,7 +1871,7 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
         for srv, no_log in ((AIOWSGI_UVLOOP, AIOWSGI_UVLOOP_NO_LOG),
                             (AIOWSGI_ASYNCIO, AIOWSGI_ASYNCIO_NO_LOG)):
             if srv in aiowsgi and res.get("hello", no_log) is not None:
-                vs("10. access log on (the default), hello", srv,
+                vs("18.1 access log on (the default), hello", srv,
                    f">= {ACCESS_LOG_VS_NO_LOG:g}x itself with --no-access-log req/s", "hello",
                    "rps", no_log, ACCESS_LOG_VS_NO_LOG, "req/s")
     for srv in aiowsgi:
@@ -1473,7 +1914,7 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
         for sc in FRAMEWORK_SCENARIOS:
             if sc not in names:
                 continue
-            point = f"{FRAMEWORKS_POINT}. real frameworks: {sc}"
+            point = f"18.{FRAMEWORKS_POINT} real frameworks: {sc}"
             vs(point, srv, f">= {FRAMEWORK_VS_WAITRESS:g}x waitress req/s", sc, "rps",
                WAITRESS, FRAMEWORK_VS_WAITRESS, "req/s")
             vs(point, srv, ">= gunicorn-gthread req/s", sc, "rps", GTHREAD,
@@ -1481,7 +1922,45 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
             for ref in (WAITRESS, GTHREAD):
                 vs(point, srv, f"p99 latency < {ref}'s", sc, "p99_ms", ref, 1.0, "ms", 2,
                    higher_is_better=False, strict=True)
-    checks.sort(key=lambda c: int(c.point.split(".")[0]))  # by issue point, stable
+        if "cpu" in names:
+            point = "18.3 CPU-heavy views (GIL)"
+            fast, own = (res.median("cpu", srv, "mix_fast_p99_ms"),
+                         res.median("cpu", srv, "mix_own_cpu_ms"))
+            target = f"fast p99 <= {CPU_FAST_P99_VS_OWN:g}x the slow view's own CPU time"
+            if fast is None or not own:
+                checks.append(Check(point, srv, target, "n/a (missing figure)", "n/a"))
+            else:
+                checks.append(Check(point, srv, target,
+                                    f"{fast / own:.2f}x ({fast:.2f} vs {own:.2f} ms)",
+                                    status(fast / own <= CPU_FAST_P99_VS_OWN, ("cpu", srv))))
+            vs(point, srv, f">= gunicorn-gthread req/s, {mixapps.THREADS} threads each", "cpu",
+               "rps", GTHREAD, CPU_VS_GTHREAD, "req/s")
+        if "slow" in names:
+            point = "18.4 slow clients"
+            with_, alone = (res.median("slow", srv, "rps"),
+                            res.median("slow", srv, "mix_alone_rps"))
+            target = f"hello req/s with slow clients >= {SLOW_VS_ALONE:g}x without"
+            if with_ is None or not alone:
+                checks.append(Check(point, srv, target, "n/a (missing figure)", "n/a"))
+            else:
+                checks.append(Check(point, srv, target,
+                                    f"{with_ / alone:.2f}x ({with_:,.0f} vs {alone:,.0f} req/s)",
+                                    status(with_ / alone >= SLOW_VS_ALONE, ("slow", srv))))
+            target = f">= {SLOW_VS_GTHREAD:g}x gunicorn-gthread's, the same mix"
+            gthread_rps = res.median("slow", GTHREAD, "rps")
+            if with_ is not None and gthread_rps == 0:  # gunicorn answered nothing at all
+                checks.append(Check(point, srv, target, f"({with_:,.0f} vs 0 req/s)",
+                                    status(with_ > 0, ("slow", srv), ("slow", GTHREAD))))
+            else:
+                vs(point, srv, target, "slow", "rps", GTHREAD, SLOW_VS_GTHREAD, "req/s")
+            entry = res.get("slow", srv)
+            if entry is not None and entry.ok_rounds():
+                done = sum(_mix_sum(entry, k + "_completed") for k in ("downloads", "uploads"))
+                began = sum(_mix_sum(entry, k + "_started") for k in ("downloads", "uploads"))
+                checks.append(Check(point, srv, "every slow transfer completed",
+                                    f"{done}/{began}", status(done == began, ("slow", srv))))
+    # by issue point, stable: 1.-9. the first performance issue's, 18.x the second's
+    checks.sort(key=lambda c: [int(n) for n in c.point.split(" ")[0].split(".") if n])
     if png is not None:
         checks.append(Check("9. table and chart", "-", "results.md + PNG chart",
                             str(png) if png.exists() else "no PNG",
@@ -1532,6 +2011,8 @@ def render(res: Results, checks: Sequence[Check], args: argparse.Namespace,
             f"the run took {args.elapsed / 60:.1f} min."
         ),
     ]
+    if mix_settings(args):
+        lines += ["", mix_settings(args)]
     if args.load_before > BUSY_LOAD:
         lines += [
             "",
@@ -1583,6 +2064,8 @@ CHART_METRIC: dict[str, tuple[str, str, str | None, bool]] = {
     "startup": ("startup_ms", "ms to first answer (lower is better)", WAITRESS, True),
     "flask": ("rps", "req/s", WAITRESS, False),
     "django": ("rps", "req/s", WAITRESS, False),
+    "cpu": ("rps", "req/s, /slow + /fast", GTHREAD, False),
+    "slow": ("rps", "hello req/s next to the slow clients", GTHREAD, False),
 }
 
 
@@ -1617,6 +2100,11 @@ def chart_targets(res: Results, scenario: str) -> list[dict[str, Any]]:
     if scenario in FRAMEWORK_SCENARIOS:
         return (times(FRAMEWORK_VS_WAITRESS, scenario, WAITRESS, "rps")
                 + times(FRAMEWORK_VS_GTHREAD, scenario, GTHREAD, "rps"))
+    if scenario == "cpu":
+        return times(CPU_VS_GTHREAD, "cpu", GTHREAD, "rps")
+    if scenario == "slow":  # no line at 0 when gunicorn answered nothing
+        return times(SLOW_VS_GTHREAD, "slow", GTHREAD, "rps") if res.median(
+            "slow", GTHREAD, "rps") else []
     return []
 
 
@@ -1662,6 +2150,8 @@ def results_json(res: Results, checks: Sequence[Check], args: argparse.Namespace
                    "wrk_cpu", "client_core"]
         if e.scenario.kind == "startup":
             metrics = ["startup_ms"]
+        elif e.scenario.kind in MIX_METRICS:
+            metrics = MIX_METRICS[e.scenario.kind]
         elif e.scenario.kind == "idle":
             metrics = ["idle_" + k for k in ("established", "rss_before_mib", "rss_mib",
                                              "per_conn_kib", "median_ms", "p99_ms",
@@ -1690,6 +2180,11 @@ def results_json(res: Results, checks: Sequence[Check], args: argparse.Namespace
             "idle_requests": args.idle_requests,
             "server_cpu": args.server_cpu,
             "wrk_cpu": args.wrk_cpu,
+            "cpu_connections": args.cpu_connections,
+            "cpu_loops": args.cpu_loops,
+            "cpu_loops_ms": args.cpu_loops_ms,
+            "slow_clients": args.slow_clients,
+            "cpu_threads": mixapps.THREADS,
         },
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -1796,6 +2291,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              f"{IDLE_CONNECTIONS})")
     parser.add_argument("--idle-requests", type=idle.positive_int, default=50,
                         help="new requests timed in the idle scenario (default: 50)")
+    parser.add_argument("--cpu-connections", type=idle.positive_int, default=CPU_CONNECTIONS,
+                        help="connections of the cpu scenario, half on /slow and half on "
+                             f"/fast (default: {CPU_CONNECTIONS})")
+    parser.add_argument("--slow-clients", type=idle.positive_int, default=SLOW_CLIENTS,
+                        help="slow clients of the slow scenario, half downloading and half "
+                             f"uploading (default: {SLOW_CLIENTS})")
     parser.add_argument("--bulk-client", choices=("python", "wrk"), default="python",
                         help="load generator of the stream and file scenarios: this script's "
                              "threads, which drop the body in the kernel (MSG_TRUNC), or wrk, "
@@ -1812,7 +2313,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="CPU wrk (and this script) is pinned to")
     args = parser.parse_args(argv)
 
-    scenarios = {s.name: s for s in make_scenarios(args.connections)}
+    scenarios = {s.name: s for s in make_scenarios(args.connections, args.cpu_connections,
+                                                   args.slow_clients)}
     args.scenario_list = [scenarios[n] for n in _names(parser, "--scenarios", args.scenarios,
                                                        SCENARIO_NAMES)]
     args.server_list = [SERVERS_BY_NAME[n] for n in _names(parser, "--servers", args.servers,
@@ -1823,6 +2325,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"{opt} {cpu} is not usable here (usable: {sorted(cpus)})")
     if args.server_cpu == args.wrk_cpu:
         parser.error("--server-cpu and --wrk-cpu must differ")
+    if args.cpu_connections < 2:
+        parser.error("--cpu-connections: at least 2 (half on /slow, half on /fast)")
+    args.cpu_loops = args.cpu_loops_ms = None
     return args
 
 
@@ -1845,6 +2350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"warning: 1-min load average is {args.load_before:.2f}; results will be noisy")
     # This script (probes, RSS sampling, the idle client) keeps off the server's CPU.
     os.sched_setaffinity(0, {args.wrk_cpu})
+    if any(s.kind == "cpu" for s in args.scenario_list):
+        # One loop count for every server: the same work, ~CPU_MS on this machine.
+        args.cpu_loops = mixapps.calibrate()
+        args.cpu_loops_ms = mixapps.cpu_ms(args.cpu_loops)
+        log(f"cpu: /slow spins {args.cpu_loops:,} loops ({args.cpu_loops_ms:.2f} ms here)")
 
     res = Results(scenarios=args.scenario_list, servers=args.server_list)
     plan: list[tuple[Scenario, Server, Entry]] = []
@@ -1857,7 +2367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenario=scenario,
                 server=server.name,
                 command=["taskset", "-c", str(args.server_cpu),
-                         *server.argv("PORT", scenario.app)],
+                         *server_argv(server, "PORT", scenario)],
                 version=dist_version(server.dist),
             )
             if scenario.kind == "idle":
