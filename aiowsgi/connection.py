@@ -39,7 +39,7 @@ class HTTPConnection(asyncio.Protocol):
         "deadline", "drain_waiter", "eof", "expired", "facts", "handoff", "handoff_lock",
         "head_limit", "high_water", "in_memory", "items_ready", "keepalive_phase", "loop",
         "lost", "output", "over_ssl", "paused", "proxied", "reading_paused", "request",
-        "scanned", "served", "server", "skipped", "started", "state", "task",
+        "resuming", "scanned", "served", "server", "skipped", "started", "state", "task",
         "transport", "write_limits",
     )
 
@@ -65,6 +65,7 @@ class HTTPConnection(asyncio.Protocol):
         # writing
         self.output: Strategy = output.JOINED
         self.paused = False  # the transport holds too much: write nothing more for now
+        self.resuming = False  # inside resume_writing (see close)
         self.write_limits = (0, 0)  # the transport's (low, high) water marks
         self.drain_waiter: asyncio.Future[None] | None = None  # the task's drain
         self.after_drain: Callable[[], object] | None = None  # what DRAIN goes on with
@@ -140,7 +141,11 @@ class HTTPConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.paused:
             self.paused = False
-            self.state.actions[_WRITABLE](self)
+            self.resuming = True
+            try:
+                self.state.actions[_WRITABLE](self)
+            finally:
+                self.resuming = False
 
     def on_output(self) -> None:
         """The application thread handed output over (scheduled from that thread)."""
@@ -341,12 +346,21 @@ class HTTPConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.buffer = b""
         self.body_parts = []
+        if self.resuming:
+            # asyncio's selector transport calls connection_lost twice when closed from
+            # inside resume_writing (CPython gh-156512): close once that has returned.
+            self.loop.call_soon(self._close_transport, abort)
+        else:
+            self._close_transport(abort)
+        self.server.connections.discard(self)
+        resolve(self.closed)
+
+
+    def _close_transport(self, abort: bool) -> None:
         if abort:
             self.transport.abort()
         elif not self.transport.is_closing():
             self.transport.close()
-        self.server.connections.discard(self)
-        resolve(self.closed)
 
 
 # The table's actions that belong to the modules of a concern (the rest are methods):

@@ -6,9 +6,13 @@ state table, test_states.py's."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from .apps.echo import echo, status_app
 from .apps.gate import Gate
@@ -158,3 +162,47 @@ async def test_disconnect_is_noticed_while_the_app_runs(start_server: StartServe
     assert outcome == ["stopped"]
     await until(lambda: not server.stats()["requests_running"]
                 and not server.stats()["connections"], "the request and its connection to end")
+
+
+# -- closing from inside resume_writing ---------------------------------------------------
+
+PIECE = b"d" * 65536
+
+
+def download(environ: Env, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(PIECE) * 256))])
+    return iter([PIECE] * 256)
+
+
+async def test_a_response_that_ends_when_the_transport_drains_closes_cleanly(
+        start_server: StartServer, caplog: pytest.LogCaptureFixture) -> None:
+    """The last bytes of a ``Connection: close`` response leave while the transport is
+    paused, so the connection closes from inside ``resume_writing``.  asyncio's selector
+    transport then calls ``connection_lost`` twice if ``close()`` runs there (CPython
+    gh-156512): one traceback per download in the log, without the server's care."""
+    server = await start_server(download)
+    loop = asyncio.get_running_loop()
+    for _ in range(5):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server's buffer fills
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (server.host, server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        received = 0
+        async with asyncio.timeout(SAFETY):
+            while piece := await reader.read(4096):  # a slowish reader: pauses the server
+                received += len(piece)
+        writer.close()
+        assert received > len(PIECE) * 256
+        # what asyncio queued while closing has run once a callback queued now has
+        marker = loop.create_future()
+        loop.call_soon(marker.set_result, None)
+        await marker
+    await until(lambda: server.stats()["connections"] == 0, "every connection closed")
+    marker = loop.create_future()
+    loop.call_soon(marker.set_result, None)
+    await marker
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors[0].getMessage()
