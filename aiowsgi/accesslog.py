@@ -265,11 +265,16 @@ def prefix(now_ns: int) -> str:
 _PREFIX = "%s [INFO] "  # after logging's asctime
 
 
-@functools.lru_cache(maxsize=2)
 def _log_time(millisecond: int) -> str:
-    """logging's ``asctime``: under load, many lines share a millisecond."""
+    """logging's ``asctime`` (the line function keeps the last one: under load, many
+    lines share a millisecond)."""
     second, millisecond = divmod(millisecond, 1000)
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(second))},{millisecond:03d}"
+    return f"{_log_second(second)},{millisecond:03d}"
+
+
+@functools.lru_cache(maxsize=2)
+def _log_second(second: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
 
 
 def _sole_handler() -> DefaultHandler | None:
@@ -316,6 +321,7 @@ class AccessLog:
         self.writer = writer
         if writer is not None:
             self.write = _writing(self.line, writer.add)  # type: ignore[method-assign]
+
 
     @property
     def dropped(self) -> int:

@@ -125,6 +125,12 @@ class Config:
                           group="runtime", scope="process")
     threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
                         minimum=1, maximum=1024)
+    switch_interval: float = _opt(0.001, "How long a thread may hold the GIL while another "
+                                  "waits for it (sys.setswitchinterval; Python's is 0.005). "
+                                  "Shorter, the event loop and quick requests wait less "
+                                  "behind CPU-heavy views; 0 leaves Python's.",
+                                  group="runtime", unit="seconds", minimum=0.0,
+                                  scope="process")
     reload: bool = _opt(False, "Restart the server when a Python file changes, keeping its "
                         "socket (development; needs the 'reload' extra).", group="runtime",
                         scope="command")

@@ -17,6 +17,7 @@ import logging
 import logging.config
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -109,10 +110,14 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    switch_interval = sys.getswitchinterval()
+    if config.switch_interval:
+        sys.setswitchinterval(config.switch_interval)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_serve_until_signalled(app, config))
     finally:
+        sys.setswitchinterval(switch_interval)
         # only once the loop is closed: until then a late stop signal (the supervisor's
         # SIGTERM after the group's) must not run a handler that raises inside the loop
         for signum, handler in previous.items():

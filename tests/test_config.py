@@ -280,6 +280,6 @@ def test_the_options_no_server_acts_on() -> None:
     assert outside == {
         "loop": "process", "log_level": "process", "log_config": "process",
         "malloc_trim_threshold": "process", "shutdown_delay": "process",
-        "metrics_bind": "process",
+        "metrics_bind": "process", "switch_interval": "process",
         "workers": "command", "reload": "command", "reload_dir": "command",
     }

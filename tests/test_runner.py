@@ -89,9 +89,9 @@ RUN_SCRIPT = textwrap.dedent("""
     import signal, sys
     from aiowsgi import run
 
-    def app(environ, start_response):
+    def app(environ, start_response):  # what run() made of the switch interval
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"ok"]
+        return [b"%g" % sys.getswitchinterval()]
 
     def mine(signum, frame):
         pass
@@ -99,6 +99,7 @@ RUN_SCRIPT = textwrap.dedent("""
     signal.signal(signal.SIGTERM, mine)
     run(app, host="127.0.0.1", port=0, loop=sys.argv[-1])  # argv: serve LOOP
     assert signal.getsignal(signal.SIGTERM) is mine, "SIGTERM handler not restored"
+    assert sys.getswitchinterval() == 0.005, "switch interval not restored"
     print("restored", file=sys.stderr, flush=True)
 """)
 
@@ -115,8 +116,8 @@ def test_run_serves_until_sigterm_and_restores_handlers(loop: str) -> None:
             while chunk := sock.recv(65536):
                 data += chunk
         assert data.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"\r\nContent-Length: 2\r\n" in data
-        assert data.endswith(b"\r\n\r\nok")
+        assert b"\r\nContent-Length: 5\r\n" in data
+        assert data.endswith(b"\r\n\r\n0.001")  # the switch_interval option's default
         srv.signal(signal.SIGTERM)
         err = "".join(srv.output())
         assert srv.wait() == 0, err
