@@ -134,8 +134,10 @@ def _reuse_port_group(host: str, port: int, backlog: int,
         return [_listening(_tcp_socket(host), (host, port), backlog)] * count
     group = [first]
     try:
-        if port:  # the option would let this bind next to a server of the same user's:
-            probe = _tcp_socket(host)  # refuse a port that anything else holds, as without
+        if port:
+            # SO_REUSEPORT would bind next to another server of the same user and share
+            # its connections: a bind without it refuses a port that anything holds
+            probe = _tcp_socket(host)
             try:
                 probe.bind((host, port))
             finally:

@@ -27,7 +27,7 @@ from aiowsgi.sockets import reuse_port_spreads, worker_sockets
 from .apps.echo import environ_echo
 from .http import get_over, read_response
 from .process import PID_APP, ServeProcess, app_module
-from .waiting import wait_for
+from .waiting import SAFETY, wait_for
 
 where = environ_echo("REMOTE_ADDR", "SERVER_NAME")
 
@@ -236,20 +236,17 @@ def test_each_worker_gets_its_own_socket_on_a_tcp_address() -> None:
         assert all(reuse_port(sock) and listening(sock) for sock in socks)
         # the kernel gives each new connection to exactly one of them
         host, port = socks[0].getsockname()
-        for sock in socks:
-            sock.setblocking(False)
         for _ in range(30):
             with socket.create_connection((host, port)):
-                taken = [sock.accept()[0] for sock in socks if accepted(sock)]
-                assert len(taken) == 1
-                taken[0].close()
+                (ready,) = with_a_connection(socks)
+                ready.accept()[0].close()
 
 
-def accepted(sock: socket.socket) -> bool:
-    """Whether a connection waits in ``sock``'s queue (the handshake of a connection to
-    the loopback is over when ``connect`` returns)."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
+def with_a_connection(socks: list[socket.socket]) -> list[socket.socket]:
+    """Those of ``socks`` with a connection in their queue, once one has."""
+    readable, _, _ = select.select(socks, [], [], SAFETY)
+    assert readable, "no connection came"
+    return readable
 
 
 @needs_reuse_port
@@ -337,7 +334,7 @@ def test_a_port_just_released_is_taken_again() -> None:
     with opened(Config(port=0), 2) as slots:
         host, port = slots[0][0].getsockname()
         client = socket.create_connection((host, port))
-        (ready,) = [sock for (sock,) in slots if accepted(sock)]
+        (ready,) = with_a_connection([sock for (sock,) in slots])
         server_side, _ = ready.accept()
         server_side.close()  # the server closes first: its end goes to TIME_WAIT
         client.close()

@@ -234,13 +234,15 @@ def test_connections_queued_for_a_stopped_worker_wait_for_its_successor(
         assert srv.stop() == 0
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("sockets", REUSE_PORT)
 def test_workers_retiring_at_max_requests_lose_no_connection(
-        tmp_path: Path, sockets: str) -> None:
+        tmp_path: Path, sockets: str, loop: str) -> None:
     """A worker that reaches max_requests stops accepting, and its successor starts at
-    once; every connection made meanwhile is answered, and no worker answers much more
+    once; every connection made meanwhile is answered (none the retiring worker had
+    accepted is dropped, nor any queued on its socket), and no worker answers much more
     than max_requests (the connections it had accepted already)."""
-    with pid_workers(tmp_path, sockets, "--max-requests", "15") as srv:
+    with pid_workers(tmp_path, sockets, "--loop", loop, "--max-requests", "15") as srv:
         with Clients(srv.port) as clients:
             wait_for(lambda: len(set(clients.answers)) >= 6 or clients.failures,
                      "three generations of workers")
