@@ -136,9 +136,18 @@ class Config:
                         scope="command")
     reload_dir: Binds = _opt((), "Directories --reload watches; repeatable (default: the "
                               "current directory).", group="runtime", scope="command")
-    workers: int = _opt(1, "Server processes sharing the listening sockets, kept alive by a "
-                        "supervisor (command line only).", group="runtime", minimum=1,
-                        maximum=1024, scope="command")
+    workers: int = _opt(1, "Server processes, kept alive by a supervisor that binds the "
+                        "listening sockets for them (command line only).", group="runtime",
+                        minimum=1, maximum=1024, scope="command")
+    reuse_port: bool = _opt(True, "With --workers, give each worker a listening socket of "
+                            "its own on every TCP address, bound with SO_REUSEPORT, so that "
+                            "the kernel spreads new connections evenly over the workers (on "
+                            "by default; Linux only). While a worker restarts, the "
+                            "connections the kernel gives its socket wait for its successor. "
+                            "Off, on other systems, and for Unix sockets and inherited ones "
+                            "(fd://, systemd), the workers share one socket: whichever wakes "
+                            "first takes each connection, often the same one.",
+                            group="runtime", scope="command")
     log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime",
                                aliases={"warn": "warning"}, scope="process")
     server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",

@@ -45,6 +45,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def __init__(self, server: ServerState) -> None:
         self.server = server
+        server.unmade += 1  # until connection_made
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # made below
         self.task: asyncio.Task[None] | None = None
@@ -88,6 +89,9 @@ class HTTPConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         server = self.server
+        server.unmade -= 1
+        if not server.unmade and server.all_made is not None:
+            resolve(server.all_made)  # a shutdown waits for the connections accepted
         if len(server.connections) >= server.max_connections:
             self._refuse_connection()
             return

@@ -117,13 +117,14 @@ def worker_environment(inherited: Mapping[str, str], config: Config,
     ``AIOWSGI_RELOAD=true`` kept would make each worker a supervisor in turn).  Written
     instead: ``config`` on the sockets the worker inherits (``fd://N``) rather than its
     addresses, as one worker, without the supervisor's own options (--reload,
-    --metrics-bind: the supervisor serves the workers' metrics), and told that it is
-    supervised.
+    --reuse-port, --metrics-bind: the supervisor serves the workers' metrics), and told
+    that it is supervised.
     """
     options = {variable(f.name) for f in dataclasses.fields(Config)}
     environ = {name: value for name, value in inherited.items() if name not in options}
     defaults = Config()
     worker = config.replace(
         bind=tuple(f"fd://{fd}" for fd in fds), uds="", fd=defaults.fd, host=defaults.host,
-        port=defaults.port, workers=1, reload=False, reload_dir=(), metrics_bind="")
+        port=defaults.port, workers=1, reload=False, reload_dir=(), metrics_bind="",
+        reuse_port=defaults.reuse_port)
     return {**environ, **write_options(worker), SUPERVISED: "1"}

@@ -5,7 +5,8 @@ owns what only one piece of code per process may own: the event loop (uvloop or
 asyncio), the SIGINT/SIGTERM/SIGQUIT handlers (put back afterwards), logging's
 configuration, the allocator's thresholds, the metrics endpoint, systemd's socket
 activation, and the end of the protocol with a ``--workers`` supervisor (telling it the
-worker serves, answering its metrics queries, stopping when it is gone).
+worker serves, then that it stopped accepting, answering its metrics queries, stopping when
+it is gone).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from . import accesslog, allocator, environment, metrics
 from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
 from .server import Server
-from .supervisor import signal_ready
+from .supervisor import SupervisorPipe
 from .tls import tls_context
 from .wsgi import WSGIApp
 
@@ -181,6 +182,7 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             loop.add_signal_handler(signum, on_signal, signum)
             handled.append(signum)
     stop_metrics = stop_answering = None
+    to_supervisor = SupervisorPipe()
     try:
         async with server:
             if config.metrics_bind:
@@ -192,12 +194,14 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
                 stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
             log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
                      _loop_name(loop), config.threads)
-            signal_ready()
+            to_supervisor.serving()
             if supervised:
                 tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
-            await server.serve_forever()
+            await server.serve_forever()  # returns once the server stops accepting
+            to_supervisor.stopped_accepting()
         log.info("shutdown complete")
     finally:
+        to_supervisor.stopped_accepting()
         if stop_metrics is not None:
             await asyncio.to_thread(stop_metrics)
         if stop_answering is not None:

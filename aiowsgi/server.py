@@ -171,27 +171,40 @@ class Server:
         state = self._state
         state.shutting_down = True
         self._stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.config.graceful_timeout if timeout is None else timeout)
+        aborted: asyncio.Future[Any] = asyncio.ensure_future(self._abort_now.wait())
+        # Nothing accepted is lost.  asyncio makes the connection of a socket it accepted in
+        # a task that starts a loop turn later, and that fails (the socket is dropped) if
+        # the server is closed by then (CPython gh-109564): so it stops accepting first,
+        # and the server is closed a turn later.  Then the shutdown waits until every
+        # connection accepted is made: a turn or two, on either loop; a TLS one only after
+        # its handshake, which may never end, so not those.
+        for sock in self.sockets:
+            loop.remove_reader(sock.fileno())  # uvloop's servers are no readers: a no-op
+        await asyncio.sleep(0)
         for server in self._servers:
             server.close()
+        if state.unmade and not self.config.ssl_certfile:
+            state.all_made = loop.create_future()
+            await asyncio.wait({state.all_made, aborted}, timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
         for conn in list(state.connections):
             if conn.closable_when_idle:
                 conn.transport.close()
         pending = {conn.closed for conn in state.connections}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.graceful_timeout if timeout is None else timeout)
+        while pending and not aborted.done() and loop.time() < deadline:
+            await asyncio.wait(pending | {aborted}, timeout=deadline - loop.time(),
+                               return_when=asyncio.FIRST_COMPLETED)
+            # made since (a TLS handshake that ended) or not: every one open counts
+            pending = {conn.closed for conn in state.connections if not conn.closed.done()}
+        aborted.cancel()
         if pending:
-            aborted = asyncio.ensure_future(self._abort_now.wait())
-            while pending and not aborted.done() and loop.time() < deadline:
-                await asyncio.wait(pending | {aborted}, timeout=deadline - loop.time(),
-                                   return_when=asyncio.FIRST_COMPLETED)
-                pending = {task for task in pending if not task.done()}
-            aborted.cancel()
-            if pending:
-                log.warning("closing %d connection(s) still busy at the end of shutdown",
-                            len(pending))
-                for conn in list(state.connections):
-                    conn.abort()
-                await asyncio.wait(pending)
+            log.warning("closing %d connection(s) still busy at the end of shutdown",
+                        len(pending))
+            for conn in list(state.connections):
+                conn.abort()
+            await asyncio.wait(pending)
         for server in self._servers:
             await server.wait_closed()
         remove_socket_files(self._socket_files)

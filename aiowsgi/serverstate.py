@@ -42,6 +42,7 @@ class ServerState:
         "access",
         "active",
         "admit_limit",
+        "all_made",
         "app",
         "body_memory",
         "config",
@@ -58,6 +59,7 @@ class ServerState:
         "shutting_down",
         "tick",
         "trusted",
+        "unmade",
         "wakeups",
     )
 
@@ -69,6 +71,10 @@ class ServerState:
         self.executor = executor  # runs the application
         self.io = io  # file I/O for request bodies and the sendfile fallback
         self.connections: set[OpenConnection] = set()
+        # connections accepted whose protocol is not made yet (asyncio makes it a loop turn
+        # later; TLS, after the handshake), and what a shutdown waits on for them
+        self.unmade = 0
+        self.all_made: asyncio.Future[None] | None = None
         self.shutting_down = False
         self.server_header = config.server_header
         self.expose_tracebacks = config.expose_tracebacks

@@ -1,16 +1,22 @@
-"""``--workers N``: N server processes sharing the listening sockets, kept alive.
+"""``--workers N``: N server processes on the listening sockets, kept alive.
 
 The supervisor binds every socket itself, then starts each worker as a fresh Python
 process running ``aiowsgi serve`` (:mod:`aiowsgi.supervised_worker`) that inherits them
 (``fd://N``) and gets its options through ``AIOWSGI_*`` variables (written by
 :func:`aiowsgi.environment.worker_environment`); no event loop, thread or application
-exists in the supervisor, so nothing is forked in an odd state.  Because the
-sockets stay open in the supervisor, a connection that arrives while workers come and go
-waits in the listen queue instead of being refused.
+exists in the supervisor, so nothing is forked in an odd state.  Each worker has a slot:
+on Linux, a socket of its own per TCP address (SO_REUSEPORT, so that the kernel spreads
+connections evenly: :func:`aiowsgi.sockets.worker_sockets`), which every later worker of
+the slot inherits in turn; else sockets shared by all.  Because the sockets stay open in
+the supervisor, a connection that arrives while workers come and go waits in the listen
+queue instead of being refused, and none queued on a slot's socket is lost when its worker
+stops: the slot's next worker takes it.
 
-Signals: SIGTERM/SIGINT drain every worker (a second one closes everything at once);
-SIGHUP replaces the workers one by one, each new one serving before its old one stops.
-A worker that dies is restarted; one that keeps dying at start stops the supervisor.
+A worker tells the supervisor on a pipe when it serves, and when it stops accepting
+(max_requests, a SIGTERM of its own): its successor starts at once, while it finishes what
+it has.  Signals: SIGTERM/SIGINT drain every worker (a second one closes everything at
+once); SIGHUP replaces the workers one by one, each new one serving before its old one
+stops.  A worker that dies is restarted; one that keeps dying at start stops the supervisor.
 
 A stop signal may reach the whole process group (a terminal's Ctrl-C, an orchestrator) at
 any moment, workers still starting included.  A worker ignores SIGINT from its first
@@ -36,7 +42,7 @@ from collections.abc import Iterator
 
 from . import environment, metrics
 from .config import Config, ConfigError
-from .sockets import bind_sockets, remove_socket_files, socket_files
+from .sockets import places, remove_socket_files, socket_files, worker_sockets
 
 log = logging.getLogger("aiowsgi.error")
 
@@ -48,11 +54,22 @@ _STATS_TIMEOUT = 1.0  # seconds a worker has to report its counters to a metrics
 
 class Worker:
     def __init__(self, proc: subprocess.Popen[bytes], started: float,
-                 stats: metrics.WorkerChannel | None) -> None:
+                 stats: metrics.WorkerChannel | None, pipe: int) -> None:
         self.proc = proc
         self.started = started
         self.stats = stats
+        self.pipe = pipe  # what it says: "1" it serves, "0" it stopped accepting (-1: closed)
         self.lock = threading.Lock()  # one stats query at a time; closing waits for it
+
+    def stopped_accepting(self) -> bool:
+        """Whether the worker said, since last asked, that it stopped accepting."""
+        try:
+            said = os.read(self.pipe, 64) if self.pipe >= 0 else b""
+        except BlockingIOError:
+            return False
+        if not said:  # it is gone: its exit status tells the rest
+            self._close_pipe()
+        return b"0" in said
 
     def counters(self) -> dict[str, int] | None:
         with self.lock:
@@ -65,19 +82,29 @@ class Worker:
             if self.stats is not None:
                 self.stats.close()
                 self.stats = None
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.pipe >= 0:
+            os.close(self.pipe)
+            self.pipe = -1
 
 
 class Supervisor:
     def __init__(self, argv: list[str], config: Config, environ: dict[str, str]) -> None:
         self.argv = argv  # the worker command, without options
         self.config = config
-        self.sockets = bind_sockets(config)
+        # a socket per worker and place at most, a pipe and a stats socket per worker
+        _room_for((len(places(config)) + 2) * config.workers + 64)
+        self.slots = worker_sockets(config, config.workers)  # worker i's sockets: slots[i]
+        self.sockets = list(dict.fromkeys(sock for slot in self.slots for sock in slot))
         self.socket_files = socket_files(config)  # removed when the supervisor exits
         for sock in self.sockets:
             sock.set_inheritable(True)
-        self.env = environment.worker_environment(
-            environ, config, [sock.fileno() for sock in self.sockets])
-        self.workers: list[Worker] = []
+        self.envs = [environment.worker_environment(
+            environ, config, [sock.fileno() for sock in slot]) for slot in self.slots]
+        self.workers: list[Worker] = []  # the worker of each slot
+        self.leaving: list[Worker] = []  # replaced, finishing what they have
         self.starting: Worker | None = None  # spawned, not serving yet
         self.stopping = 0  # signals received that ask to stop
         self.reload = False
@@ -90,17 +117,17 @@ class Supervisor:
 
     def urls(self) -> list[str]:
         out = []
-        for sock in self.sockets:
+        for sock in self.slots[0]:
             name = sock.getsockname()
             out.append(f"unix:{name}" if sock.family == socket.AF_UNIX else
                        f"http://{'[' + name[0] + ']' if ':' in name[0] else name[0]}:{name[1]}")
         return out
 
-    def spawn(self) -> Worker | None:
-        """Start a worker and wait until it serves; None if it failed to."""
+    def spawn(self, slot: int) -> Worker | None:
+        """Start a worker in ``slot`` and wait until it serves; None if it failed to."""
         ready_r, ready_w = os.pipe()
-        env = {**self.env, environment.READY_FD: str(ready_w)}
-        fds = [sock.fileno() for sock in self.sockets] + [ready_w]
+        env = {**self.envs[slot], environment.READY_FD: str(ready_w)}
+        fds = [sock.fileno() for sock in self.slots[slot]] + [ready_w]
         ours = theirs = None
         if self.config.metrics_bind:
             ours, theirs = socket.socketpair()
@@ -113,16 +140,19 @@ class Supervisor:
             for sock in (ours, theirs):
                 if sock is not None:
                     sock.close()
+            os.close(ready_r)
             raise
         finally:
             os.close(ready_w)
         if theirs is not None:
             theirs.close()
         worker = self.starting = Worker(
-            proc, time.monotonic(), metrics.WorkerChannel(ours) if ours is not None else None)
+            proc, time.monotonic(), metrics.WorkerChannel(ours) if ours is not None else None,
+            ready_r)
         try:
             if self._serves(ready_r):
                 worker.started = time.monotonic()
+                os.set_blocking(ready_r, False)  # read again whenever the loop wakes up
                 return worker
             # It exited, timed out, or the supervisor was asked to stop.  Calling poll()
             # runs the handler of a stop signal that is still pending: one sent to the
@@ -134,8 +164,10 @@ class Supervisor:
             if not self.stopping:
                 log.error("worker %d did not start serving", proc.pid)
             return None
+        except BaseException:
+            worker.close()
+            raise
         finally:
-            os.close(ready_r)
             self.starting = None
 
     def _serves(self, ready_r: int) -> bool:
@@ -143,8 +175,7 @@ class Supervisor:
         longer than _START_TIMEOUT, or the supervisor is asked to stop meanwhile."""
         deadline = time.monotonic() + _START_TIMEOUT
         while not self.stopping:
-            ready, _, _ = select.select([ready_r, self._wake_r], [], [],
-                                        max(0.0, deadline - time.monotonic()))
+            ready = _readable([ready_r, self._wake_r], deadline - time.monotonic())
             if ready_r in ready:
                 return os.read(ready_r, 1) == b"1"
             if not ready:
@@ -191,7 +222,7 @@ class Supervisor:
                 log.info("metrics of every worker at http://%s/metrics",
                          self.config.metrics_bind)
             while len(self.workers) < self.config.workers and not self.stopping:
-                worker = self.spawn()
+                worker = self.spawn(len(self.workers))
                 if worker is None:
                     if self.stopping:
                         break
@@ -202,14 +233,15 @@ class Supervisor:
                 log.info("aiowsgi supervisor (pid %d) serving %s with %d workers", os.getpid(),
                          ", ".join(self.urls()), len(self.workers))
             while not self.stopping:
-                select.select([self._wake_r], [], [], 1.0)
+                pipes = [worker.pipe for worker in self.workers if worker.pipe >= 0]
+                _readable([self._wake_r, *pipes], 1.0)
                 self._drain_wakeups()
                 if self.stopping:
                     break
                 if self.reload:
                     self.reload = False
                     self._replace_all()
-                if not self._reap_and_restart():
+                if not (self._succeed_the_stopped() and self._reap_and_restart()):
                     self._stop(signal.SIGTERM)
                     return 1
             self._stop(signal.SIGTERM)  # workers drain; a second signal sends SIGQUIT
@@ -218,7 +250,7 @@ class Supervisor:
         finally:
             if stop_metrics is not None:
                 stop_metrics()
-            for worker in self.workers:
+            for worker in [*self.workers, *self.leaving]:
                 worker.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -234,7 +266,7 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             if self.stopping:  # a second one: the workers close everything at once
-                for worker in [*self.workers, self.starting]:
+                for worker in [*self.workers, *self.leaving, self.starting]:
                     if worker is not None and worker.proc.poll() is None:
                         worker.proc.send_signal(signal.SIGQUIT)
             self.stopping = self.stopping or signum
@@ -248,7 +280,34 @@ class Supervisor:
         except BlockingIOError:
             pass
 
+    def _succeed_the_stopped(self) -> bool:
+        """Start the successor of every worker that said it stopped accepting, without
+        waiting for it to finish what it has: the connections its slot's sockets receive
+        meanwhile wait for the successor.  False if one cannot start."""
+        for index, worker in enumerate(self.workers):
+            if self.stopping or not worker.stopped_accepting():
+                continue
+            log.info("worker %d stopped accepting; starting its successor", worker.proc.pid)
+            new = self.spawn(index)
+            if new is None:
+                return bool(self.stopping)  # _stop waits for the worker still in the slot
+            self.workers[index] = new
+            self._leave(worker)
+            self.crashes = 0
+            self.restarts += 1
+        return True
+
+    def _leave(self, worker: Worker) -> None:
+        worker.close()
+        self.leaving.append(worker)
+
     def _reap_and_restart(self) -> bool:
+        for worker in list(self.leaving):
+            code = worker.proc.poll()
+            if code is not None:
+                self.leaving.remove(worker)
+                (log.info if code == 0 else log.warning)(
+                    "worker %d has finished (status %s)", worker.proc.pid, code)
         for index, worker in enumerate(self.workers):
             code = worker.proc.poll()
             if code is None or self.stopping:  # _stop waits for what is left
@@ -262,7 +321,7 @@ class Supervisor:
                 log.error("workers keep dying at start; giving up")
                 return False
             worker.close()
-            new = self.spawn()
+            new = self.spawn(index)
             if new is None:
                 return bool(self.stopping)  # a start cut short by a stop is no failure
             self.workers[index] = new
@@ -272,21 +331,20 @@ class Supervisor:
     def _replace_all(self) -> None:
         log.info("replacing %d worker(s) one by one", len(self.workers))
         for index, old in enumerate(list(self.workers)):
-            new = self.spawn()
+            new = self.spawn(index)
             if new is None:
                 if not self.stopping:
                     log.error("a new worker failed to start; keeping the old ones")
                 return
             self.workers[index] = new
-            old.proc.send_signal(signal.SIGTERM)
-            old.proc.wait()
-            old.close()
+            old.proc.send_signal(signal.SIGTERM)  # it drains while the next one starts
+            self._leave(old)
 
     def _stop(self, signum: int) -> None:
         for worker in self.workers:
             if worker.proc.poll() is None:
                 worker.proc.send_signal(signum)
-        for worker in self.workers:
+        for worker in [*self.workers, *self.leaving]:  # the leaving ones drain already
             worker.proc.wait()
 
 
@@ -303,15 +361,56 @@ def supervise(argv: list[str], config: Config) -> int:
     return supervisor.run()
 
 
-def signal_ready() -> None:
-    """In a worker: tell the supervisor that this process serves now."""
-    fd = os.environ.pop(environment.READY_FD, None)
-    if fd is not None and fd.isdigit():
-        try:
-            os.write(int(fd), b"1")
-            os.close(int(fd))
-        except OSError:
-            pass
+class SupervisorPipe:
+    """In a worker, what it tells its supervisor (nothing, when it has none)."""
+
+    def __init__(self) -> None:
+        text = os.environ.pop(environment.READY_FD, "")
+        self.fd = int(text) if text.isdigit() else -1
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):  # not for the processes the app starts
+                os.set_inheritable(self.fd, False)
+
+    def serving(self) -> None:
+        """This process serves now."""
+        self._say(b"1")
+
+    def stopped_accepting(self) -> None:
+        """This process stopped accepting, and finishes what it has: the supervisor starts
+        its successor at once (on the same sockets).  Said once; the pipe is closed."""
+        if self.fd >= 0:
+            self._say(b"0")
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+    def _say(self, message: bytes) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):  # the supervisor is gone
+                os.write(self.fd, message)
+
+
+def _readable(fds: list[int], timeout: float) -> list[int]:
+    """Those of ``fds`` that can be read (or are closed) within ``timeout`` seconds; poll()
+    rather than select(), which takes no descriptor past 1023 (many workers have more)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)]
+
+
+def _room_for(count: int) -> None:
+    """Raise the open-files limit towards the hard one if ``count`` descriptors would not
+    fit (the workers inherit it, and raise it further for their connections anyway)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Unix
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (
+                count if hard == resource.RLIM_INFINITY else min(count, hard), hard))
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ from types import TracebackType
 from .waiting import SAFETY, wait_for
 
 __all__ = ["AIOWSGI", "PID_APP", "ROOT", "SAFETY", "ServeProcess", "app_module", "child_env",
-           "children", "free_port", "http_get", "pid_at", "run_aiowsgi", "uninstalled",
-           "wait_for"]
+           "children", "free_port", "http_get", "listening_sockets", "pid_at", "run_aiowsgi",
+           "uninstalled", "wait_for"]
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 
@@ -86,6 +86,25 @@ def children(pid: int) -> set[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.add(int(entry))
     return found
+
+
+def listening_sockets(pid: int, port: int) -> set[int]:
+    """The sockets listening on TCP ``port`` that process ``pid`` holds, by inode (as
+    /proc shows them): two processes that share a socket hold the same inode."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(int(fields[9]))
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                held.add(int(target[len("socket:["):-1]))
+    return listening & held
 
 
 def http_get(port: int, path: str = "/") -> bytes:

@@ -282,4 +282,5 @@ def test_the_options_no_server_acts_on() -> None:
         "malloc_trim_threshold": "process", "shutdown_delay": "process",
         "metrics_bind": "process", "switch_interval": "process",
         "workers": "command", "reload": "command", "reload_dir": "command",
+        "reuse_port": "command",
     }

@@ -141,7 +141,7 @@ def test_the_application_variables() -> None:
 def test_a_worker_serves_the_inherited_sockets_as_one_supervised_worker() -> None:
     config = Config(host="0.0.0.0", port=9000, uds="/tmp/a.sock", threads=3, workers=4,
                     reload=True, reload_dir=("src",), metrics_bind="127.0.0.1:9100",
-                    log_level="debug")
+                    log_level="debug", reuse_port=False)
     worker = environment.worker_environment({"PATH": "/bin"}, config, [5, 6])
     assert worker[environment.SUPERVISED] == "1" and worker["PATH"] == "/bin"
     assert Config(**environment.read_options(worker)) == dataclasses.replace(

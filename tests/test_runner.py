@@ -24,7 +24,8 @@ from .http import get_over
 from .process import SAFETY, ServeProcess, app_module
 from .waiting import wait_for
 
-COMMAND_ONLY: dict[str, Any] = {"workers": 2, "reload": True, "reload_dir": ("src",)}
+COMMAND_ONLY: dict[str, Any] = {"workers": 2, "reload": True, "reload_dir": ("src",),
+                                "reuse_port": False}
 OF_COMMAND = "it is an option of the command line (aiowsgi serve)"
 
 

@@ -1,14 +1,19 @@
-"""Where the server listens: several addresses, IPv6, Unix sockets, inherited sockets."""
+"""Where the server listens: several addresses, IPv6, Unix sockets, inherited sockets;
+the sockets of --workers, one per worker with SO_REUSEPORT or shared."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import re
+import select
 import signal
 import socket
 import stat
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,12 @@ import pytest
 from aiowsgi import Config, ConfigError, Server
 from aiowsgi.config import Listen, parse_bind
 from aiowsgi.connection import HTTPConnection
+from aiowsgi.sockets import reuse_port_spreads, worker_sockets
 
 from .apps.echo import environ_echo
 from .http import get_over, read_response
 from .process import PID_APP, ServeProcess, app_module
-from .waiting import wait_for
+from .waiting import SAFETY, wait_for
 
 where = environ_echo("REMOTE_ADDR", "SERVER_NAME")
 
@@ -192,3 +198,146 @@ def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
     assert not path.exists()
+
+
+# -- the sockets of --workers: one each with SO_REUSEPORT, or shared ----------------------
+
+
+def reuse_port(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+
+
+def listening(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+@contextlib.contextmanager
+def opened(config: Config, count: int) -> Iterator[list[list[socket.socket]]]:
+    """:func:`worker_sockets` for ``count`` workers, every socket closed at the end."""
+    slots = worker_sockets(config, count)
+    try:
+        yield slots
+    finally:
+        for slot in slots:
+            for sock in slot:
+                sock.close()
+
+
+needs_reuse_port = pytest.mark.skipif(not reuse_port_spreads(),
+                                      reason="SO_REUSEPORT spreads connections on Linux only")
+
+
+@needs_reuse_port
+def test_each_worker_gets_its_own_socket_on_a_tcp_address() -> None:
+    with opened(Config(port=0), 3) as slots:
+        socks = [sock for (sock,) in slots]
+        assert len({id(sock) for sock in socks}) == 3
+        assert len({sock.getsockname() for sock in socks}) == 1  # port 0: one port for all
+        assert all(reuse_port(sock) and listening(sock) for sock in socks)
+        # the kernel gives each new connection to exactly one of them
+        host, port = socks[0].getsockname()
+        for _ in range(30):
+            with socket.create_connection((host, port)):
+                (ready,) = with_a_connection(socks)
+                ready.accept()[0].close()
+
+
+def with_a_connection(socks: list[socket.socket]) -> list[socket.socket]:
+    """Those of ``socks`` with a connection in their queue, once one has."""
+    readable, _, _ = select.select(socks, [], [], SAFETY)
+    assert readable, "no connection came"
+    return readable
+
+
+@needs_reuse_port
+def test_several_addresses_get_a_group_each(tmp_path: Path) -> None:
+    """Per place: each TCP address its own group of sockets (port 0 twice: two ports);
+    a Unix socket one socket shared by every worker."""
+    binds = ("127.0.0.1:0", "127.0.0.1:0", f"unix:{tmp_path / 'app.sock'}")
+    with opened(Config(bind=binds), 2) as slots:
+        (a1, b1, u1), (a2, b2, u2) = slots
+        assert a1 is not a2 and b1 is not b2 and u1 is u2
+        assert a1.getsockname() == a2.getsockname() != b1.getsockname() == b2.getsockname()
+        assert reuse_port(a1) and reuse_port(b2) and listening(u1)
+
+
+@pytest.mark.parametrize("case", ["one worker", "reuse_port off", "inherited", "unix"])
+def test_where_the_workers_share_one_socket(tmp_path: Path, case: str) -> None:
+    config = Config(port=0, reuse_port=case != "reuse_port off")
+    if case == "inherited":
+        config = Config(fd=socket.create_server(("127.0.0.1", 0)).detach())
+    elif case == "unix":
+        config = Config(uds=str(tmp_path / "app.sock"))
+    count = 1 if case == "one worker" else 3
+    with opened(config, count) as slots:
+        (sock,) = slots[0]
+        assert all(slot == [sock] for slot in slots)
+        assert listening(sock)
+        if sock.family != socket.AF_UNIX:
+            assert not reuse_port(sock)  # nobody else may bind next to it
+
+
+@pytest.mark.parametrize("how", ["not linux", "no SO_REUSEPORT"])
+def test_systems_where_so_reuseport_does_not_spread_share_one_socket(
+        monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """macOS and the BSDs have SO_REUSEPORT, but give the last socket bound every
+    connection; some systems have no such option."""
+    if how == "not linux":
+        monkeypatch.setattr(sys, "platform", "darwin")
+    else:
+        monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)
+    assert not reuse_port_spreads()
+    with opened(Config(port=0), 2) as slots:
+        assert slots[0] == slots[1]
+
+
+@needs_reuse_port
+def test_a_system_that_refuses_so_reuseport_shares_one_socket(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(socket, "SO_REUSEPORT", 0x7FFF)  # an option no kernel knows
+    with opened(Config(port=0), 2) as slots:
+        assert slots[0] == slots[1]
+    assert "SO_REUSEPORT refused (Protocol not available): the workers share one socket " \
+           "on 127.0.0.1:0" in caplog.text
+
+
+@needs_reuse_port
+@pytest.mark.parametrize("holder", ["plain", "SO_REUSEPORT"])
+def test_a_port_held_by_another_socket_is_refused(holder: str) -> None:
+    """SO_REUSEPORT would let the workers' sockets bind next to another server of the
+    same user (one started twice by mistake) and share its connections: refused, as
+    without it."""
+    with socket.socket() as other:
+        if holder == "SO_REUSEPORT":
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(OSError, match=re.escape(
+                f"cannot listen on 127.0.0.1:{port}: Address already in use")):
+            worker_sockets(Config(port=port), 2)
+
+
+def time_wait_on(port: int) -> bool:
+    """Whether a connection from 127.0.0.1:``port`` is in TIME_WAIT (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "06" and local == f"0100007F:{port:04X}":
+            return True
+    return False
+
+
+@needs_reuse_port
+def test_a_port_just_released_is_taken_again() -> None:
+    """The check for another holder does not refuse the port an earlier run left (its
+    connections in TIME_WAIT): a restart binds at once, as with SO_REUSEADDR alone."""
+    with opened(Config(port=0), 2) as slots:
+        host, port = slots[0][0].getsockname()
+        client = socket.create_connection((host, port))
+        (ready,) = with_a_connection([sock for (sock,) in slots])
+        server_side, _ = ready.accept()
+        server_side.close()  # the server closes first: its end goes to TIME_WAIT
+        client.close()
+        wait_for(lambda: time_wait_on(port), "the connection in TIME_WAIT")
+    with opened(Config(port=port), 2) as again:
+        assert again[0][0].getsockname() == (host, port)

@@ -1,19 +1,37 @@
 """The supervisor: --reload restarts the server when a Python file changes, on the same
-socket; --workers: several processes on the same sockets, restarted, replaced, drained."""
+socket; --workers: several processes on the same sockets, restarted, replaced, drained;
+each worker on its own socket (SO_REUSEPORT) where the system spreads connections so."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import os
 import re
 import signal
 import threading
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
-from .process import PID_APP, SAFETY, ServeProcess, app_module, children, run_aiowsgi, wait_for
+from aiowsgi.sockets import reuse_port_spreads
+
+from .http import RawClient, get_request
+from .process import (
+    PID_APP,
+    SAFETY,
+    ServeProcess,
+    app_module,
+    children,
+    listening_sockets,
+    pid_at,
+    run_aiowsgi,
+    wait_for,
+)
 
 
 def test_reload_on_change(tmp_path: Path) -> None:
@@ -34,13 +52,65 @@ def test_reload_on_change(tmp_path: Path) -> None:
 # -- --workers ------------------------------------------------------------------------
 
 
+def pid_workers(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+                app: str = PID_APP) -> ServeProcess:
+    """A supervisor of two workers of ``app`` (:data:`PID_APP`: each answer is the pid of
+    the worker), on a port of its choosing, with ``args``; serving when this returns."""
+    (tmp_path / "pidapp.py").write_text(app)
+    return ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                        "2", "--no-access-log", *args, env=env, ready="supervisor")
+
+
 @pytest.fixture
 def supervised(tmp_path: Path) -> Iterator[ServeProcess]:
     """A supervisor of two workers of :data:`PID_APP`, killed at the end if still running."""
-    (tmp_path / "pidapp.py").write_text(PID_APP)
-    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--no-access-log", ready="supervisor") as server:
+    with pid_workers(tmp_path) as server:
         yield server
+
+
+class Clients:
+    """``threads`` clients that each open a new connection for every ``GET /`` (of
+    :data:`PID_APP`), one after the other, until the block ends: every attempt is either
+    an answer (the pid that gave it) or a failure."""
+
+    def __init__(self, port: int, threads: int = 3) -> None:
+        self.port = port
+        self.answers: list[int] = []
+        self.failures: list[BaseException] = []
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            try:
+                self.answers.append(pid_at(self.port))
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                self.failures.append(exc)
+
+    def wait_answers(self, count: int, what: str) -> None:
+        """Wait for ``count`` more answers than there are now."""
+        target = len(self.answers) + count
+        wait_for(lambda: len(self.answers) >= target or self.failures, what)
+
+    def __enter__(self) -> Clients:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(SAFETY)
+
+
+REUSE_PORT = [pytest.param("--reuse-port", id="reuse-port"),
+              pytest.param("--no-reuse-port", id="shared-socket")]
+LOOPS = [pytest.param("asyncio"),
+         pytest.param("uvloop", marks=pytest.mark.skipif(
+             importlib.util.find_spec("uvloop") is None, reason="uvloop is not installed"))]
+needs_reuse_port = pytest.mark.skipif(not reuse_port_spreads(),
+                                      reason="SO_REUSEPORT spreads connections on Linux only")
 
 
 def test_workers_serve_and_drain_on_sigterm(supervised: ServeProcess) -> None:
@@ -61,35 +131,138 @@ def test_a_dead_worker_is_replaced(supervised: ServeProcess) -> None:
     assert supervised.stop() == 0
 
 
-def test_sighup_replaces_every_worker_without_refusing_a_connection(
-        supervised: ServeProcess) -> None:
-    before = supervised.workers()
-    failures: list[BaseException] = []
-    served = 0
-    done = threading.Event()
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("sockets", REUSE_PORT)
+def test_sighup_replaces_every_worker_losing_no_connection(
+        tmp_path: Path, sockets: str, loop: str) -> None:
+    """New connections keep coming, from three clients, while every worker is replaced:
+    each one is answered (on its own socket, a worker's successor takes over the
+    connections queued there; on a shared one, whichever worker accepts first)."""
+    with pid_workers(tmp_path, sockets, "--loop", loop) as srv:
+        before = srv.workers()
+        with Clients(srv.port) as clients:
+            clients.wait_answers(30, "answers before the reload")
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: (len(srv.workers()) == 2 and not srv.workers() & before)
+                     or clients.failures, "every worker replaced, the old ones gone")
+            after = srv.workers()
+            clients.wait_answers(30, "answers after the reload")
+        assert clients.failures == []
+        assert set(clients.answers) <= before | after and set(clients.answers) & after
+        assert srv.stop() == 0
 
-    def hammer() -> None:
-        nonlocal served
-        while not done.is_set():
-            try:
-                supervised.pid()
-                served += 1
-            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
-                failures.append(exc)
 
-    thread = threading.Thread(target=hammer)
-    thread.start()
+@needs_reuse_port
+@pytest.mark.parametrize("loop", LOOPS)
+def test_workers_spread_new_connections_evenly(tmp_path: Path, loop: str) -> None:
+    """Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel hashes
+    each new connection to one of them: of new connections made one after the other,
+    each of two workers answers between 35% and 65%, not whichever worker wakes first."""
+    with pid_workers(tmp_path, "--loop", loop) as srv:
+        workers = srv.workers()
+        held = [listening_sockets(pid, srv.port) for pid in workers]
+        assert [len(socks) for socks in held] == [1, 1] and held[0] != held[1]
+        total = 400
+        answers = Counter(srv.pid() for _ in range(total))
+        assert set(answers) == workers
+        assert all(0.35 * total <= count <= 0.65 * total for count in answers.values()), \
+            answers
+        assert srv.stop() == 0
+
+
+def test_without_reuse_port_the_workers_share_one_socket(tmp_path: Path) -> None:
+    with pid_workers(tmp_path, "--no-reuse-port") as srv:
+        first, second = (listening_sockets(pid, srv.port) for pid in srv.workers())
+        assert len(first) == 1 and first == second
+        assert srv.pid() in srv.workers()
+        assert srv.stop() == 0
+
+
+# An app whose import, in a worker started while gate/hold exists, waits for gate/release
+# (and announces itself with gate/held-PID).
+HELD_APP = PID_APP + """
+import time
+
+from tests.waiting import SAFETY
+
+if os.environ.get("AIOWSGI_SUPERVISED") == "1":
+    gate = os.environ["GATE"]
+    if os.path.exists(os.path.join(gate, "hold")):
+        open(os.path.join(gate, f"held-{os.getpid()}"), "w").close()
+        deadline = time.monotonic() + 2 * SAFETY  # a safety net: the test releases it
+        while not os.path.exists(os.path.join(gate, "release")):
+            assert time.monotonic() < deadline, "never released"
+            time.sleep(0.01)
+"""
+
+
+async def requests_then(port: int, count: int, release: Path) -> list[int]:
+    """Open ``count`` connections and send a request on each, then create ``release``:
+    the pids that answered them."""
+    clients = [await RawClient.connect("127.0.0.1", port) for _ in range(count)]
+    for client in clients:
+        await client.send(get_request())
+    release.touch()
     try:
-        wait_for(lambda: served > 10, "requests before the reload")
-        supervised.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: len(supervised.workers()) == 2 and not (supervised.workers() & before),
-                 "every worker replaced")
-        count = served
-        wait_for(lambda: served > count + 10, "requests after the reload")
+        return [int((await client.response()).body) for client in clients]
     finally:
-        done.set()
-        thread.join(SAFETY)
-    assert failures == []
+        for client in clients:
+            await client.close()
+
+
+@needs_reuse_port
+@pytest.mark.parametrize("loop", LOOPS)
+def test_connections_queued_for_a_stopped_worker_wait_for_its_successor(
+        tmp_path: Path, loop: str) -> None:
+    """A worker that stops accepting (a SIGTERM of its own here; max_requests alike)
+    closes only its copy of its socket: the supervisor keeps it, so the connections the
+    kernel queues there are not reset, and its successor answers them once it serves.
+    Its successor starts at once, not when the old worker has finished."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    with pid_workers(tmp_path, "--loop", loop, env={"GATE": str(gate)}, app=HELD_APP) as srv:
+        old, other = sorted(srv.workers())
+        (gate / "hold").touch()
+        os.kill(old, signal.SIGTERM)
+        wait_for(lambda: list(gate.glob("held-*")), "its successor, held at its start")
+        (held,) = gate.glob("held-*")
+        successor = int(held.name.split("-")[1])
+        # Nothing accepts on the stopped worker's socket: about half of these wait there,
+        # established, until the successor is released and serves.
+        answers = Counter(asyncio.run(requests_then(srv.port, 40, gate / "release")))
+        assert set(answers) == {successor, other}, answers
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("sockets", REUSE_PORT)
+def test_workers_retiring_at_max_requests_lose_no_connection(
+        tmp_path: Path, sockets: str, loop: str) -> None:
+    """A worker that reaches max_requests stops accepting, and its successor starts at
+    once; every connection made meanwhile is answered (none the retiring worker had
+    accepted is dropped, nor any queued on its socket), and no worker answers much more
+    than max_requests (the connections it had accepted already)."""
+    with pid_workers(tmp_path, sockets, "--loop", loop, "--max-requests", "15") as srv:
+        with Clients(srv.port) as clients:
+            wait_for(lambda: len(set(clients.answers)) >= 6 or clients.failures,
+                     "three generations of workers")
+        assert clients.failures == []
+        assert max(Counter(clients.answers).values()) <= 15 + 3, Counter(clients.answers)
+        assert srv.stop() == 0
+
+
+@needs_reuse_port
+def test_a_second_server_on_the_same_port_is_refused(supervised: ServeProcess,
+                                                     tmp_path: Path) -> None:
+    """SO_REUSEPORT would let a second server of the same user (one started twice by
+    mistake) bind next to the first and take a share of its connections: it exits 1 at
+    start, before any worker, as without the option."""
+    result = run_aiowsgi("serve", "pidapp:app", "--app-dir", str(tmp_path), "--port",
+                         str(supervised.port), "--workers", "2")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"aiowsgi: error: cannot listen on 127.0.0.1:{supervised.port}: "
+        "Address already in use"]
     assert supervised.stop() == 0
 
 
