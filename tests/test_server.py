@@ -206,7 +206,8 @@ async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
 # line act on them) and of the command line alone.
 PROCESS_OPTIONS: dict[str, Any] = {
     "loop": "asyncio", "log_level": "debug", "log_config": "/etc/aiowsgi/logging.json",
-    "malloc_trim_threshold": 0, "shutdown_delay": 1.0, "metrics_bind": "127.0.0.1:9100"}
+    "malloc_trim_threshold": 0, "shutdown_delay": 1.0, "metrics_bind": "127.0.0.1:9100",
+    "switch_interval": 0.002}
 COMMAND_OPTIONS: dict[str, Any] = {"workers": 2, "reload": True, "reload_dir": ("src",),
                                    "reuse_port": False}
 OF_RUN = "it is an option of run() and the command line"
