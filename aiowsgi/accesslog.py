@@ -93,8 +93,6 @@ def check_format(fmt: str) -> None:
         raise ValueError(f"malformed format: {exc}") from None
 
 
-
-
 # (environ, status, body bytes, response headers, time.time_ns(), duration, ending) -> text
 Line = Callable[[Mapping[str, Any], "str | None", int, "list[tuple[str, str]] | None", int,
                  float, str], str]
@@ -317,11 +315,10 @@ class AccessLog:
 
     def __init__(self, fmt: str, writer: LineWriter | None) -> None:
         self.fmt = fmt
-        self.line = compile_line(fmt, prefixed=True)
         self.writer = writer
         if writer is not None:
-            self.write = _writing(self.line, writer.add)  # type: ignore[method-assign]
-
+            self.write = _writing(  # type: ignore[method-assign]
+                compile_line(fmt, prefixed=True), writer.add)
 
     @property
     def dropped(self) -> int:
@@ -355,7 +352,6 @@ class AccessLog:
         if unwritten:
             errors.warning("%d access log line(s) were still being written at the end of "
                            "the shutdown", unwritten)
-
 
 
 def open_access_log(access_log: bool, fmt: str, buffer: int) -> AccessLog | None:

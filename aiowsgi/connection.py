@@ -275,10 +275,8 @@ class HTTPConnection(asyncio.Protocol):
         assert call is not None
         self.forget_request()
         server.release()
-        if server.access:  # log_access(), on the hot path without its frame
-            server.access.write(call.environ, call.sent_status, call.body_bytes,
-                                call.headers if call.head is not None else None, self.started,
-                                "+" if keep_alive and not server.shutting_down else "-")
+        if server.access:
+            self.log_access(call, "+" if keep_alive and not server.shutting_down else "-")
         if not keep_alive or server.shutting_down:
             self.close()
             return
@@ -358,7 +356,6 @@ class HTTPConnection(asyncio.Protocol):
             self._close_transport(abort)
         self.server.connections.discard(self)
         resolve(self.closed)
-
 
     def _close_transport(self, abort: bool) -> None:
         if abort:

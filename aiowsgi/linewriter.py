@@ -84,16 +84,16 @@ class LineWriter:
                 batches, self._batches = self._batches, []
                 closing = self._closing
             if batches:
-                lines = list(itertools.chain.from_iterable(batches))
-                text = "".join(lines)
+                count = sum(map(len, batches))
+                text = "".join(itertools.chain.from_iterable(batches))
                 try:
                     self._write(text)
                 except Exception as exc:  # noqa: BLE001 - a full disk, a closed pipe...
-                    self.dropped_failed += len(lines)
+                    self.dropped_failed += count
                     if self.failure is None:
                         self.failure = f"{type(exc).__name__}: {exc}"
                 self._finished += len(text)
-                self._finished_lines += len(lines)
+                self._finished_lines += count
             elif closing:
                 break
         done = self._done

@@ -1845,6 +1845,19 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
         checks.append(Check(point, server, target, measured,
                             status(ok, (scenario, server), (ref_sc, ref_server))))
 
+    def own_ratio(point: str, server: str, target: str, scenario: str, name: str,
+                  ref_name: str, factor: float, number: str, unit: str,
+                  higher_is_better: bool = True) -> None:
+        """Like vs(), for two figures of one server in one scenario."""
+        value, ref = res.median(scenario, server, name), res.median(scenario, server, ref_name)
+        if value is None or not ref:
+            checks.append(Check(point, server, target, "n/a (missing figure)", "n/a"))
+            return
+        r = value / ref
+        ok = r >= factor if higher_is_better else r <= factor
+        measured = f"{r:.2f}x ({number.format(value)} vs {number.format(ref)} {unit})"
+        checks.append(Check(point, server, target, measured, status(ok, (scenario, server))))
+
     def below(point: str, server: str, target: str, scenario: str, name: str, limit: float,
               unit: str, digits: int = 1) -> None:
         value = res.median(scenario, server, name)
@@ -1924,28 +1937,17 @@ def evaluate(res: Results, png: Path | None, idle_connections: int) -> list[Chec
                    higher_is_better=False, strict=True)
         if "cpu" in names:
             point = "18.3 CPU-heavy views (GIL)"
-            fast, own = (res.median("cpu", srv, "mix_fast_p99_ms"),
-                         res.median("cpu", srv, "mix_own_cpu_ms"))
-            target = f"fast p99 <= {CPU_FAST_P99_VS_OWN:g}x the slow view's own CPU time"
-            if fast is None or not own:
-                checks.append(Check(point, srv, target, "n/a (missing figure)", "n/a"))
-            else:
-                checks.append(Check(point, srv, target,
-                                    f"{fast / own:.2f}x ({fast:.2f} vs {own:.2f} ms)",
-                                    status(fast / own <= CPU_FAST_P99_VS_OWN, ("cpu", srv))))
+            own_ratio(point, srv, f"fast p99 <= {CPU_FAST_P99_VS_OWN:g}x the slow view's own "
+                      "CPU time", "cpu", "mix_fast_p99_ms", "mix_own_cpu_ms",
+                      CPU_FAST_P99_VS_OWN, "{:.2f}", "ms", higher_is_better=False)
             vs(point, srv, f">= gunicorn-gthread req/s, {mixapps.THREADS} threads each", "cpu",
                "rps", GTHREAD, CPU_VS_GTHREAD, "req/s")
         if "slow" in names:
             point = "18.4 slow clients"
-            with_, alone = (res.median("slow", srv, "rps"),
-                            res.median("slow", srv, "mix_alone_rps"))
-            target = f"hello req/s with slow clients >= {SLOW_VS_ALONE:g}x without"
-            if with_ is None or not alone:
-                checks.append(Check(point, srv, target, "n/a (missing figure)", "n/a"))
-            else:
-                checks.append(Check(point, srv, target,
-                                    f"{with_ / alone:.2f}x ({with_:,.0f} vs {alone:,.0f} req/s)",
-                                    status(with_ / alone >= SLOW_VS_ALONE, ("slow", srv))))
+            own_ratio(point, srv, f"hello req/s with slow clients >= {SLOW_VS_ALONE:g}x "
+                      "without", "slow", "rps", "mix_alone_rps", SLOW_VS_ALONE, "{:,.0f}",
+                      "req/s")
+            with_ = res.median("slow", srv, "rps")
             target = f">= {SLOW_VS_GTHREAD:g}x gunicorn-gthread's, the same mix"
             gthread_rps = res.median("slow", GTHREAD, "rps")
             if with_ is not None and gthread_rps == 0:  # gunicorn answered nothing at all
