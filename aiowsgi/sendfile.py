@@ -1,5 +1,5 @@
-"""Sending a file response's body: by the loop's sendfile, by ``os.sendfile`` on the loop,
-or by reading and writing; each falls back to the next where it cannot be used.
+"""Sending a file response's body: by ``os.sendfile`` on the loop, or by reading and
+writing where the transport or the file cannot be sent that way.
 
 Which one a connection starts with is its write strategy's choice
 (:mod:`aiowsgi.output`).  All run in the connection's task, in pieces, so that the send
@@ -19,32 +19,6 @@ from .connstate import Conn
 from .handoff import ClientGone, resolve
 
 PIECE = 1024 * 1024
-
-
-async def by_loop(conn: Conn, file: IO[bytes], offset: int, count: int) -> int:
-    """The loop's ``sendfile`` (asyncio's socket transport), without copies through
-    Python; else :func:`by_kernel`.  Returns the bytes sent."""
-    timeout = conn.server.config.send_timeout
-    transport = conn.transport
-    sent = 0
-    try:
-        while sent < count:
-            if transport.is_closing():  # else loop.sendfile raises RuntimeError
-                raise ClientGone("client closed the connection")
-            n = await deadlines.within(conn, conn.loop.sendfile(
-                transport, file, offset + sent, min(count - sent, PIECE), fallback=False),
-                timeout)
-            if not n:
-                return sent
-            sent += n
-        return sent
-    except (NotImplementedError, asyncio.SendfileNotAvailableError):
-        if transport.is_closing():  # asyncio's word for a reset mid-file
-            raise ClientGone("client closed the connection") from None
-    except TimeoutError:
-        transport.abort()
-        raise ClientGone("send timeout") from None
-    return sent + await by_kernel(conn, file, offset + sent, count - sent)
 
 
 async def by_kernel(conn: Conn, file: IO[bytes], offset: int, count: int) -> int:

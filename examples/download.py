@@ -7,7 +7,7 @@ file when it is not set::
     DOWNLOAD_FILE=/var/tmp/big.iso aiowsgi serve examples.download:app
 
 Handing an open file to ``environ["wsgi.file_wrapper"]`` lets aiowsgi send it with
-``sendfile`` from the event loop (on the asyncio loop; on uvloop it is read in a thread):
+``sendfile`` from the event loop (on both loops; over TLS it is read in a thread):
 the worker thread returns at once instead of copying the file through Python, and
 Content-Length tells the client how much is coming.  HEAD gets the same headers and no
 body.

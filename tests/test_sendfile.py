@@ -5,6 +5,7 @@ stall."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -148,9 +149,8 @@ async def test_file_wrapper_is_zero_copy_on_both_loops(
         start_server: StartServer, data_file: tuple[Path, bytes],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel sends the file: every byte of it goes through ``os.sendfile``, which
-    asyncio's loop.sendfile calls, and the connection itself on uvloop (which has no
-    loop.sendfile).  The server runs in this process, so a wrapper of ``os.sendfile``
-    sees the calls of both."""
+    the connection calls itself on both loops.  The server runs in this process, so a
+    wrapper of ``os.sendfile`` sees its calls."""
     path, data = data_file
     the_file = os.stat(path)
     real = os.sendfile
@@ -217,3 +217,32 @@ async def test_a_stalled_file_download_does_not_hold_up_another(
         assert status == 200 and body == data
     finally:
         await stalled.close()
+
+
+@pytest.mark.parametrize("refusal", ["EINVAL", "ENOSYS"])
+async def test_a_file_sendfile_refuses_is_read_and_written(
+        start_server: StartServer, data_file: tuple[Path, bytes],
+        monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    """Some files (and some kernels) refuse ``sendfile`` before sending anything: the
+    response is then read and written, whole, on both loops."""
+    path, data = data_file
+    refused: list[int] = []
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        refused.append(offset)
+        raise OSError(getattr(errno, refusal), os.strerror(getattr(errno, refusal)))
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    opened: list[TrackedFile] = []
+    server = await start_server(file_app(opened, lambda: TrackedFile(path)), validate=False)
+    client = await connect(server)
+    try:
+        for _ in range(2):  # and the connection stays usable
+            await client.send(get_request(close=False))
+            response = await client.response()
+            assert response.status == 200 and response.body == data
+    finally:
+        await client.close()
+    assert refused == [0, 0]
+    for f in opened:
+        assert await asyncio.to_thread(f.close_event.wait, SAFETY)
