@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-PYTEST_EXTRA = "pip install 'aiowsgi[pytest]'"
+PYTEST_EXTRA = "pip install 'aiowsgi-server[pytest]'"
 
 
 def raise_app_errors(request: pytest.FixtureRequest) -> bool:

@@ -262,7 +262,7 @@ def _check_usable(config: Config) -> None:
     check_options(config)  # the event loop, the TLS files
     for option, (module, extra) in _EXTRAS.items():
         if getattr(config, option) and importlib.util.find_spec(module) is None:
-            raise ConfigError(option, f"needs {module}: pip install 'aiowsgi[{extra}]'")
+            raise ConfigError(option, f"needs {module}: pip install 'aiowsgi-server[{extra}]'")
     if config.reload:
         for folder in config.reload_dir:
             if not os.path.isdir(folder):

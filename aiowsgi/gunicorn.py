@@ -7,7 +7,7 @@ application thread never makes it look dead), ``--threads``, ``--keep-alive``,
 ``--graceful-timeout``, ``--max-requests`` (with jitter, counted exactly), ``--worker-connections``,
 ``--limit-request-line`` and ``--limit-request-fields``, and graceful reload (SIGHUP on the
 arbiter; SIGTERM on a worker drains it).  gunicorn is an optional extra:
-``pip install 'aiowsgi[gunicorn]'``.
+``pip install 'aiowsgi-server[gunicorn]'``.
 """
 
 from __future__ import annotations

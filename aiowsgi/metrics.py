@@ -6,7 +6,7 @@ serves them: it asks each worker for its counters over a socket pair made for th
 purpose and labels every sample with the worker's slot (``worker="0"``...), so a
 worker replaced in the same slot continues the series (counters restart at zero, which
 ``rate()`` understands).  The maintained client library, prometheus_client, is an
-optional extra: ``pip install 'aiowsgi[metrics]'``.
+optional extra: ``pip install 'aiowsgi-server[metrics]'``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def start(bind: str, samples: Callable[[], Samples]) -> Callable[[], None]:
         from prometheus_client import CollectorRegistry, start_http_server
     except ImportError:
         raise ConfigError("metrics_bind", "needs prometheus_client: "
-                          "pip install 'aiowsgi[metrics]'") from None
+                          "pip install 'aiowsgi-server[metrics]'") from None
     where = parse_bind(bind)
     if where.kind != "tcp":
         raise ConfigError("metrics_bind", f"expected HOST:PORT, got {bind!r}")

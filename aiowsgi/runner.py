@@ -41,7 +41,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
         except ImportError:
             if name == "uvloop":
                 raise ConfigError("loop", "uvloop is not installed "
-                                  "(pip install 'aiowsgi[uvloop]')") from None
+                                  "(pip install 'aiowsgi-server[uvloop]')") from None
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop

@@ -354,7 +354,8 @@ def supervise(argv: list[str], config: Config) -> int:
         try:
             import watchfiles  # noqa: F401
         except ImportError:
-            raise ConfigError("reload", "needs watchfiles: pip install 'aiowsgi[reload]'") from None
+            raise ConfigError(
+                "reload", "needs watchfiles: pip install 'aiowsgi-server[reload]'") from None
     supervisor = Supervisor(argv, config, dict(os.environ))
     if config.reload:
         supervisor.watch(list(config.reload_dir) or [os.getcwd()])

@@ -1,6 +1,6 @@
 """Testing a Flask app over real HTTP with each of aiowsgi's pytest fixtures.
 
-Installing aiowsgi registers the fixtures; the async ones need ``aiowsgi[pytest]``
+Installing aiowsgi registers the fixtures; the async ones need ``aiowsgi-server[pytest]``
 (pytest-asyncio and aiohttp).  Run with ``python -m pytest examples/test_flask_app.py``.
 """
 

@@ -21,7 +21,7 @@ pytest_plugins = ["pytester"]
 new_uvloop: Callable[[], asyncio.AbstractEventLoop] | None
 try:
     from uvloop import new_event_loop as new_uvloop
-except ImportError:  # pragma: no cover - uvloop is in the test extra
+except ImportError:  # pragma: no cover - uvloop is in the dev extra
     new_uvloop = None
 
 

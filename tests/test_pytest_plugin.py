@@ -226,7 +226,7 @@ def test_async_fixtures_without_pytest_asyncio_name_the_extra(
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
         "*aiowsgi_server is an async fixture and needs pytest-asyncio: "
-        "pip install 'aiowsgi?pytest?'*"])
+        "pip install 'aiowsgi-server?pytest?'*"])
 
 
 def test_client_without_aiohttp_names_the_extra(pytester: pytest.Pytester) -> None:
@@ -244,7 +244,8 @@ def test_client_without_aiohttp_names_the_extra(pytester: pytest.Pytester) -> No
     '''))
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*aiowsgi_client needs aiohttp: pip install 'aiowsgi?pytest?'*"])
+    result.stdout.fnmatch_lines(
+        ["*aiowsgi_client needs aiohttp: pip install 'aiowsgi-server?pytest?'*"])
 
 
 # The start of the test modules below: status(url) is the status a GET got.

@@ -8,7 +8,7 @@ served by every WSGI server of ``bench/run.py`` as ``MODULE:ATTRIBUTE``:
   of an SQLite table through the ORM, with database-backed sessions.
 
 ``bench/where_time_goes.py`` calls them in-process to measure what the framework itself
-costs per request.  They need the ``frameworks`` extra (Flask, Django).
+costs per request.  They need Flask and Django (the ``dev`` extra has them).
 """
 
 from __future__ import annotations

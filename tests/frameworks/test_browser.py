@@ -60,7 +60,7 @@ def _require_browser() -> None:
     if not missing:
         return
     reason = ("the browser test needs " + ", ".join(missing)
-              + " (apt-get install chromium chromium-driver; pip install -e '.[test]')")
+              + " (apt-get install chromium chromium-driver; pip install -e '.[dev]')")
     if os.environ.get("AIOWSGI_REQUIRE_BROWSER") == "1":
         pytest.fail(f"AIOWSGI_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
