@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import importlib.util
 import logging
 import os
@@ -19,17 +18,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__, environment
 from .config import (
     RUN_SCOPES,
     Config,
     ConfigError,
-    choice_value,
     narrowed_to,
     option_choices,
     option_type,
+    parse_option,
 )
 from .loading import AppLoadError, load_app
 from .runner import (
@@ -79,15 +78,26 @@ def _add_config_options(parser: argparse.ArgumentParser,
             continue
         choices = option_choices(f)
         group.add_argument(_flag(f.name), dest=f.name, default=None, help=help_text,
-                           type=functools.partial(choice_value, f) if choices else kind,
-                           choices=choices,
+                           type=_reader(f), choices=choices,
                            metavar=f"{{{','.join(choices)}}}" if choices else f.name.upper())
+
+
+def _reader(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    """``parse_option`` for argparse, which puts the flag before its message."""
+
+    def read(text: str) -> Any:
+        try:
+            return parse_option(f, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+
+    return read
 
 
 def _option_message(exc: ConfigError, from_env: set[str] | None = None) -> str:
     from_variable = from_env and exc.option in from_env
     name = environment.variable(exc.option) if from_variable else _flag(exc.option)
-    return f"{name}: {str(exc).split(': ', 1)[1]}"
+    return f"{name}: {exc.reason}"
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -128,9 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--app-dir", metavar="DIR", default=None,
                      help="Import APP from this directory. Default: the current directory.")
     _add_config_options(serve, groups)
-    serve.epilog = (f"Every option can also be set by an environment variable: "
+    serve.epilog = ("A size in bytes takes K, M or G, binary multiples as in nginx (K = 1024; "
+                    "64K, 10MB and 1GiB alike); a time in seconds takes ms, s, m or h (500ms, "
+                    "1.5s, 5m). Every option can also be set by an environment variable: "
                     f"{environment.PREFIX} and its name in capitals, e.g. "
                     f"{environment.variable('threads')}=16, "
+                    f"{environment.variable('max_body_size')}=10M, "
                     f"{environment.variable('proxy_headers')}=true. The command line wins.")
     return parser
 

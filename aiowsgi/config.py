@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from fractions import Fraction
+from typing import Any, Literal, TypeVar, get_args
 
 from .accesslog import DEFAULT_FORMAT as DEFAULT_ACCESS_FORMAT
 from .accesslog import check_format as check_access_format
@@ -28,6 +30,7 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 Binds = tuple[str, ...]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 Scope = Literal["server", "process", "command"]
+T = TypeVar("T")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -40,6 +43,7 @@ class ConfigError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")
         self.option = name
+        self.reason = message  # the message without the name, for the caller to name it
 
 
 def _opt(
@@ -239,32 +243,19 @@ class Config:
         if not self.host:
             raise ConfigError("host", "must not be empty")
         for spec in self.bind:
-            try:
-                parse_bind(spec)
-            except ValueError as exc:
-                raise ConfigError("bind", str(exc)) from None
+            _check("bind", parse_bind, spec)
         if (self.ssl_keyfile or self.ssl_ca_certs) and not self.ssl_certfile:
             name = "ssl_keyfile" if self.ssl_keyfile else "ssl_ca_certs"
             raise ConfigError(name, "needs ssl_certfile too")
-        if self.metrics_bind:
-            try:
-                where = parse_bind(self.metrics_bind)
-            except ValueError as exc:
-                raise ConfigError("metrics_bind", str(exc)) from None
-            if where.kind != "tcp":
-                raise ConfigError("metrics_bind", "expected HOST:PORT")
+        if self.metrics_bind and _check("metrics_bind", parse_bind,
+                                        self.metrics_bind).kind != "tcp":
+            raise ConfigError("metrics_bind", "expected HOST:PORT")
         if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
                                   and len(self.uds_mode) <= 4):
             raise ConfigError("uds_mode", f"expected octal permissions such as 660 "
                               f"(got {self.uds_mode!r})")
-        try:
-            TrustedProxies.parse(self.forwarded_allow_ips)
-        except ValueError as exc:
-            raise ConfigError("forwarded_allow_ips", str(exc)) from None
-        try:
-            check_access_format(self.access_log_format)
-        except ValueError as exc:
-            raise ConfigError("access_log_format", str(exc)) from None
+        _check("forwarded_allow_ips", TrustedProxies.parse, self.forwarded_allow_ips)
+        _check("access_log_format", check_access_format, self.access_log_format)
         if self.root_path and (not self.root_path.startswith("/")
                                or self.root_path.endswith("/")):
             raise ConfigError("root_path", "must be empty or start with '/' and not end "
@@ -272,14 +263,21 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated like the original."""
-        unknown = set(changes) - option_names()
+        unknown = sorted(set(changes) - option_names())
         if unknown:
-            name = sorted(unknown)[0]
-            raise ConfigError(name, "no such option")
+            raise ConfigError(unknown[0], "no such option")
         return dataclasses.replace(self, **changes)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _check(name: str, check: Callable[[str], T], text: str) -> T:
+    """``check(text)``, its ValueError a ConfigError naming option ``name``."""
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
 
 
 def option_names() -> frozenset[str]:
@@ -360,6 +358,51 @@ def choice_value(f: dataclasses.Field[Any], text: str) -> str:
     return f.metadata["aliases"].get(value, value)  # type: ignore[no-any-return]
 
 
+# Sizes in binary multiples, as nginx reads them: K = 1024, M = 1024**2, G = 1024**3
+# (KB and KiB mean K too); times in seconds, or with ms, s, m or h.
+SIZE_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB}
+TIME_UNITS: dict[str, Fraction | int] = {"": 1, "ms": Fraction(1, 1000), "s": 1, "m": 60, "h": 3600}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
+_TIME = re.compile(r"((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?) ?(ms|s|m|h)?",
+                   re.IGNORECASE)
+
+
+def parse_option(f: dataclasses.Field[Any], text: str) -> Any:
+    """An option's value as written in argv or an ``AIOWSGI_*`` variable (lists and flags
+    aside): a size (``64K``, ``10MiB``) in bytes or characters, a time (``500ms``, ``5m``)
+    in seconds, a choice in any case; a ConfigError names the option."""
+    unit = f.metadata["unit"]
+    if unit in ("bytes", "characters"):
+        return _size(f.name, unit, text)
+    if unit == "seconds":
+        return _seconds(f.name, text)
+    if option_choices(f):
+        return choice_value(f, text)
+    kind = option_type(f)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f.name, f"invalid {kind.__name__} value {text!r}") from None
+
+
+def _size(name: str, unit: str, text: str) -> int:
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(name, f"expected a size such as 4096, 64K, 10M or 1G, got {text!r}")
+    number = Fraction(match[1]) * SIZE_UNITS[(match[2] or "").lower()]
+    if number.denominator != 1:
+        raise ConfigError(name, f"{text!r} is not a whole number of {unit}")
+    return int(number)
+
+
+def _seconds(name: str, text: str) -> float:
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(name, f"expected a time such as 30, 500ms, 1.5s, 5m or 1h, got {text!r}")
+    return float(Fraction(match[1]) * TIME_UNITS[(match[2] or "").lower()])
+
+
+
 def _annotation(f: dataclasses.Field[Any]) -> Any:
     annotation = f.type
     if isinstance(annotation, str):  # postponed annotations
@@ -410,12 +453,8 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
     choices = option_choices(f)
     if expected is tuple:
         ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
-    elif expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected in (int, float):  # an int is a float's value too, a bool neither's
+        ok = isinstance(value, int | expected) and not isinstance(value, bool)
     else:
         ok = isinstance(value, expected)
     if not ok:
@@ -426,9 +465,15 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
         raise ConfigError(f.name, f"must be a finite number (got {value!r})")
     low, high = f.metadata.get("min"), f.metadata.get("max")
     if low is not None and value < low:
-        raise ConfigError(f.name, f"must be at least {low:g} (got {value!r})")
+        raise ConfigError(f.name, f"must be at least {low} (got {value!r})")
     if high is not None and value > high:
-        raise ConfigError(f.name, f"must be at most {high:g} (got {value!r})")
+        raise ConfigError(f.name, f"must be at most {high} (got {value!r})")
+
+
+# what the README's table says of a unit: the text a value takes
+UNIT_TEXT = {"bytes": "Bytes, or 64K, 10M, 1G (K = 1024).",
+             "characters": "Characters, or 64K, 1M (K = 1024).",
+             "seconds": "Seconds, or 500ms, 1.5s, 5m, 1h."}
 
 
 def options_markdown() -> str:
@@ -442,9 +487,7 @@ def options_markdown() -> str:
             shown = ", ".join(default) or "(none)"
         else:
             shown = str(default)
-        text = f.metadata["help"]
-        if f.metadata.get("unit"):
-            text = f"{text.rstrip('.')} ({f.metadata['unit']})."
+        text = " ".join(filter(None, (f.metadata["help"], UNIT_TEXT.get(f.metadata["unit"]))))
         flag = "--" + f.name.replace("_", "-")
         rows.append(f"| `{f.name}` | `{flag}` | `{shown}` | {text} |")
     return "\n".join(rows)

@@ -241,6 +241,13 @@ def test_debug_log_level_shows_the_import_traceback(
         (["--log-level", "warning", "--loop", "UVLOOPS"], "--loop"),
         (["--prot", "8000"], "--prot"),
         (["--bind", "8000"], "--bind"),
+        (["--max-body-size", "10X"], "--max-body-size"),
+        (["--max-body-size", "-1M"], "--max-body-size"),
+        (["--max-body-size=-1M"], "--max-body-size"),
+        (["--max-header-size", "1.5.2M"], "--max-header-size"),
+        (["--max-request-line", "2M"], "--max-request-line"),
+        (["--request-timeout", "5x"], "--request-timeout"),
+        (["--keepalive-timeout", "-1s"], "--keepalive-timeout"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -251,6 +258,27 @@ def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
     line = one_line(result)  # not the usage of every option first
     assert line.startswith("aiowsgi serve: error: "), line
     assert flag in line, line
+
+
+# -- sizes and times -----------------------------------------------------------------------
+
+
+def test_sizes_and_times_on_the_command_line(served: list[tuple[Any, Config]]) -> None:
+    argv = ["serve", "tests.apps.echo:hello", "--max-body-size", "10M",
+            "--body-buffer-size", "64KiB", "--max-body-memory", "1G", "--send-buffer-size",
+            "512kb", "--max-request-line", "4096", "--access-log-buffer", "64k",
+            "--malloc-trim-threshold", "0", "--keepalive-timeout", "500ms",
+            "--request-timeout", "1.5s", "--graceful-timeout", "1m", "--shutdown-delay", "2",
+            "--queue-timeout", "1h", "--switch-interval", "5ms"]
+    assert cli.main(argv, {}) == 0
+    config = served[0][1]
+    assert (config.max_body_size, config.body_buffer_size, config.max_body_memory,
+            config.send_buffer_size, config.max_request_line, config.access_log_buffer,
+            config.malloc_trim_threshold) == (
+        10 * 1024**2, 64 * 1024, 1024**3, 512 * 1024, 4096, 64 * 1024, 0)
+    assert (config.keepalive_timeout, config.request_timeout, config.graceful_timeout,
+            config.shutdown_delay, config.queue_timeout, config.switch_interval) == (
+        0.5, 1.5, 60.0, 2.0, 3600.0, 0.005)
 
 
 # -- configuration errors: exit status 2, one line naming the option -------------------
@@ -319,7 +347,7 @@ def test_command_line_wins_over_environment(served: list[tuple[Any, Config]]) ->
 
 @pytest.mark.parametrize(("text", "level"), [
     ("debug", "debug"), ("DEBUG", "debug"), ("Warning", "warning"), ("warn", "warning"),
-    ("WARN", "warning"), ("Critical", "critical"),
+    ("WARN", "warning"), ("Critical", "critical"), ("Info", "info"), ("ERROR", "error"),
 ])
 def test_log_level_in_any_case_and_warn(served: list[tuple[Any, Config]], text: str,
                                         level: str) -> None:
