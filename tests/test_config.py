@@ -15,6 +15,7 @@ from aiowsgi.config import (
     ConfigError,
     choice_value,
     option_choices,
+    option_flags,
     option_names,
     option_scope,
     option_type,
@@ -95,6 +96,9 @@ def test_every_field_has_help_group_and_known_type(f: dataclasses.Field[Any]) ->
     if kind in (int, float):
         assert isinstance(f.metadata.get("unit", ""), str)
     assert f.metadata["unit"] in ("", "bytes", "characters", "seconds")
+    details = f.metadata["details"]
+    assert isinstance(details, str) and (not details or details.endswith((".", ")")))
+    assert "%" not in details
 
 
 def test_option_names_match_fields() -> None:
@@ -309,14 +313,61 @@ def test_bounds_are_written_as_numbers() -> None:
     assert str(info.value) == "queue_timeout: must be at least 0.001 (got 0.0)"
 
 
-def test_the_readme_table_says_the_units() -> None:
+# -- flags and the README's table ---------------------------------------------------------
+
+
+def test_gunicorns_short_flags() -> None:
+    flags = {f.name: option_flags(f) for f in FIELDS if f.metadata["flags"]}
+    assert flags == {"bind": ("-b", "--bind"), "workers": ("-w", "--workers"),
+                     "request_timeout": ("-t", "--timeout", "--request-timeout")}
+    every = [flag for f in FIELDS for flag in option_flags(f)]
+    assert len(every) == len(set(every))
+    assert not {"-h", "--help", "-V", "--version"} & set(every)
+    assert "gunicorn" in FIELDS_BY_NAME["request_timeout"].metadata["help"]
+
+
+def test_the_readme_table_says_the_flags_the_units_and_everything() -> None:
     rows = {line.split(" | ")[0].strip("| `"): line
             for line in options_markdown().splitlines()[2:]}
     assert set(rows) == option_names()
+    assert "| `-b`, `--bind` |" in rows["bind"]
+    assert "| `-t`, `--timeout`, `--request-timeout` |" in rows["request_timeout"]
+    for f in FIELDS:
+        for text in (f.metadata["help"], f.metadata["details"]):
+            assert text in rows[f.name]
     for f in SIZES:
         assert "K = 1024" in rows[f.name]
     for f in TIMES:
         assert "500ms" in rows[f.name]
+
+
+# where --help shows each option (cli._GROUPS gives the titles)
+GROUPS = {
+    "application": {"root_path", "server_header", "expose_tracebacks"},
+    "binding": {"host", "port", "bind", "uds", "uds_mode", "fd", "backlog"},
+    "tls": {"ssl_certfile", "ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs"},
+    "proxy": {"proxy_headers", "forwarded_allow_ips"},
+    "processes": {"workers", "reuse_port", "max_requests", "reload", "reload_dir"},
+    "runtime": {"loop", "threads", "switch_interval", "sched_batch"},
+    "memory": {"body_buffer_size", "max_body_memory", "send_buffer_size",
+               "malloc_trim_threshold"},
+    "capacity": {"max_connections", "max_queue", "queue_timeout", "request_timeout",
+                 "max_abandoned_threads"},
+    "limits": {"max_request_line", "max_header_size", "max_header_count", "max_body_size",
+               "max_chunk_line", "max_chunk_extensions", "max_trailer_size"},
+    "timeouts": {"header_timeout", "keepalive_timeout", "body_timeout", "send_timeout",
+                 "shutdown_delay", "graceful_timeout"},
+    "logging": {"log_level", "log_config", "access_log", "access_log_format",
+                "access_log_buffer", "metrics_bind"},
+}
+
+
+def test_every_option_is_in_its_group() -> None:
+    assert list(GROUPS) == list(_GROUPS)
+    found: dict[str, set[str]] = {}
+    for f in FIELDS:
+        found.setdefault(f.metadata["group"], set()).add(f.name)
+    assert found == GROUPS
 
 
 def test_empty_host_is_rejected() -> None:

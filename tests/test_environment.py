@@ -194,17 +194,27 @@ def test_app_from_the_environment(served: list[tuple[Any, Config]]) -> None:
      "got '5 minutes'"),
     ({"AIOWSGI_GRACEFUL_TIMEOUT": "-1s"}, "AIOWSGI_GRACEFUL_TIMEOUT: expected a time"),
     ({"AIOWSGI_LOG_LEVEL": "loud"}, "AIOWSGI_LOG_LEVEL: must be one of"),
-    ({}, "the application is missing: give APP or set AIOWSGI_APP"),
 ])
 def test_bad_environment_values_exit_2_naming_the_variable(
         served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
         env: dict[str, str], message: str) -> None:
-    argv = ["serve"] if not env else ["serve", "tests.apps.echo:hello"]
     with pytest.raises(SystemExit) as info:
-        cli.main(argv, env)
+        cli.main(["serve", "tests.apps.echo:hello"], env)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert not served
+
+
+def test_no_application_anywhere_is_a_usage_error(
+        served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve"], {"AIOWSGI_THREADS": "2"})
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: aiowsgi serve [options] APP",
+        "aiowsgi serve: error: the application is missing: give APP or set AIOWSGI_APP",
+        "run 'aiowsgi serve --help' for the options"]
     assert not served
 
 
