@@ -19,6 +19,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import platform
 import shlex
 import signal
 import sys
@@ -42,6 +43,7 @@ from .config import (
 from .loading import AppLoadError, load_app
 from .runner import (
     StopSignal,
+    auto_loop,
     check_options,
     configure_logging,
     restore_signal_handler,
@@ -69,6 +71,27 @@ _COMMANDS = ("serve",)
 _METAVARS = {"bytes": "SIZE", "characters": "SIZE", "seconds": "TIME"}
 
 
+def version() -> str:
+    """``aiowsgi 0.1.0 (CPython 3.11.7; loop: uvloop 0.21.0)``: what a bug report needs,
+    the loop being the one ``--loop auto`` would pick."""
+    return (f"aiowsgi {__version__} ({platform.python_implementation()} "
+            f"{platform.python_version()}; loop: {auto_loop()})")
+
+
+class _Version(argparse.Action):
+    """``-V``/``--version``: the versions are looked up only when asked, and the command
+    ends before the application is imported."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        print(version())
+        parser.exit()
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """``--[no-]access-log`` for a flag and its negation, which argparse would write
     ``--access-log, --no-access-log`` on a line of its own: --help stays short."""
@@ -83,7 +106,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _add_version(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-V", "--version", action="version", version=f"aiowsgi {__version__}")
+    parser.add_argument("-V", "--version", action=_Version,
+                        help="show the versions of aiowsgi, Python and the loop")
 
 
 def _add_config_options(groups: dict[str, argparse._ArgumentGroup]) -> None:

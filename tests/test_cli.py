@@ -7,6 +7,9 @@ import contextlib
 import dataclasses
 import email.utils
 import http.client
+import importlib.metadata
+import importlib.util
+import platform
 import re
 import signal
 import socket
@@ -132,13 +135,55 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 # -- version and help -----------------------------------------------------------------
 
 
+def _loop_line(uvloop_installed: bool) -> str:
+    if not uvloop_installed:
+        return "asyncio (uvloop not installed)"
+    return f"uvloop {importlib.metadata.version('uvloop')}"
+
+
+def expected_version(uvloop_installed: bool | None = None) -> str:
+    """What ``aiowsgi --version`` says in this Python (with uvloop as installed here, or
+    as ``uvloop_installed`` says)."""
+    if uvloop_installed is None:
+        uvloop_installed = importlib.util.find_spec("uvloop") is not None
+    return (f"aiowsgi {aiowsgi.__version__} ({platform.python_implementation()} "
+            f"{platform.python_version()}; loop: {_loop_line(uvloop_installed)})")
+
+
 @pytest.mark.parametrize("args", [["--version"], ["-V"], ["serve", "--version"],
-                                  ["serve", "-V"]], ids=" ".join)
+                                  ["serve", "-V"], ["serve", "hello_app:app", "-V"]],
+                         ids=" ".join)
 def test_version(tmp_path: Path, args: list[str]) -> None:
     result = run_aiowsgi(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert result.stdout == expected_version() + "\n"
+    assert result.stderr == ""
     assert aiowsgi.__version__ == "0.1.0"
+    assert re.fullmatch(r"aiowsgi 0\.1\.0 \((CPython|PyPy) 3\.\d+\.\d+\S*; loop: "
+                        r"(uvloop \d+\.\d+\.\d+\S*|asyncio \(uvloop not installed\))\)",
+                        result.stdout.strip()), result.stdout
+
+
+def test_version_without_uvloop(tmp_path: Path) -> None:
+    result = run_aiowsgi("--version", cwd=tmp_path, entry=uninstalled("uvloop"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("; loop: asyncio (uvloop not installed))")
+    assert result.stdout == expected_version(uvloop_installed=False) + "\n"
+
+
+def test_version_with_uvloop(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    result = run_aiowsgi("-V", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"; loop: uvloop {importlib.metadata.version('uvloop')})" in result.stdout
+
+
+def test_version_does_not_import_the_application(app_dir: Path) -> None:
+    # boom.py raises on import: were it imported, the command would fail.
+    for args in (["serve", "boom:app", "--version"], ["serve", "-V", "boom:app"]):
+        result = run_aiowsgi(*args, cwd=app_dir)
+        assert (result.returncode, result.stdout) == (0, expected_version() + "\n"), result
+        assert "ZeroDivisionError" not in result.stderr
 
 
 def test_console_script_version(tmp_path: Path) -> None:
@@ -148,7 +193,7 @@ def test_console_script_version(tmp_path: Path) -> None:
     result = subprocess.run([str(script), "--version"], cwd=tmp_path, env=child_env(),
                             capture_output=True, text=True, timeout=SAFETY, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert result.stdout == expected_version() + "\n"
 
 
 def _flag(name: str) -> str:
