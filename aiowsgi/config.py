@@ -194,14 +194,15 @@ class Config:
     max_trailer_size: int = _opt(16 * KiB, "Largest trailer section of a chunked body.",
                                  group="limits", unit="bytes", minimum=0, maximum=16 * MiB)
     # -- timeouts --------------------------------------------------------------
-    header_timeout: float = _opt(10.0, "Time to send a request head; past it, 408.",
-                                 group="timeouts", unit="seconds", minimum=0.001)
+    header_timeout: float = _opt(10.0, "Time a client has to send a request head; past "
+                                 "it, 408.", group="timeouts", unit="seconds", minimum=0.001)
     keepalive_timeout: float = _opt(5.0, "Close kept-alive connections idle this long.",
                                     group="timeouts", unit="seconds", minimum=0.001)
     body_timeout: float = _opt(30.0, "Longest wait for more of a request body.",
                                group="timeouts", unit="seconds", minimum=0.001)
-    send_timeout: float = _opt(30.0, "Longest wait for a client to read; then, abort.",
-                               group="timeouts", unit="seconds", minimum=0.001)
+    send_timeout: float = _opt(30.0, "Longest wait for a client to read; past it, the "
+                               "response is aborted.", group="timeouts", unit="seconds",
+                               minimum=0.001)
     shutdown_delay: float = _opt(0.0, "On SIGTERM or SIGINT, go on serving this long.",
                                  group="timeouts", unit="seconds", minimum=0.0,
                                  scope="process", details="Then the graceful shutdown "
