@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from fractions import Fraction
+from typing import Any, Literal, TypeVar, get_args
 
 from .accesslog import DEFAULT_FORMAT as DEFAULT_ACCESS_FORMAT
 from .accesslog import check_format as check_access_format
@@ -28,6 +30,7 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 Binds = tuple[str, ...]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 Scope = Literal["server", "process", "command"]
+T = TypeVar("T")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -40,23 +43,20 @@ class ConfigError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")
         self.option = name
+        self.reason = message  # the message without the name, for the caller to name it
 
 
-def _opt(
-    default: Any,
-    help: str,
-    *,
-    group: str,
-    unit: str = "",
-    minimum: float | None = None,
-    maximum: float | None = None,
-    aliases: dict[str, str] | None = None,
-    scope: Scope = "server",
-) -> Any:
+def _opt(default: Any, help: str, *, group: str, unit: str = "",
+         minimum: float | None = None, maximum: float | None = None,
+         aliases: dict[str, str] | None = None, scope: Scope = "server",
+         flags: tuple[str, ...] = (), metavar: str = "", details: str = "") -> Any:
+    """A field: ``help`` is the line of ``--help``, ``details`` what the README adds to it;
+    ``flags`` are the command line's other names for it (``-b``), ``metavar`` its value's."""
     return field(
         default=default,
         metadata={"help": help, "group": group, "unit": unit, "min": minimum, "max": maximum,
-                  "aliases": aliases or {}, "scope": scope},
+                  "aliases": aliases or {}, "scope": scope, "flags": flags,
+                  "metavar": metavar, "details": details},
     )
 
 
@@ -64,174 +64,173 @@ def _opt(
 class Config:
     """The server's configuration: built once at start, validated, then only read."""
 
+    # -- the application and its responses --------------------------------------
+    root_path: str = _opt("", "URL prefix the application is mounted under.",
+                          group="application", metavar="PATH", details="It becomes "
+                          "SCRIPT_NAME and is stripped from PATH_INFO.")
+    server_header: bool = _opt(True, "Send 'Server: aiowsgi' if the app sets none.",
+                               group="application")
+    expose_tracebacks: bool = _opt(False, "Put the traceback in a 500 response (development).",
+                                   group="application", details="That of the application "
+                                   "error that caused it; for development only.")
     # -- binding ---------------------------------------------------------------
     host: str = _opt("127.0.0.1", "Address to listen on.", group="binding")
-    port: int = _opt(8000, "TCP port to listen on; 0 picks a free one.", group="binding",
-                     minimum=0, maximum=65535)
-    bind: Binds = _opt((), "Where to listen, instead of host and port; repeatable: "
-                       "HOST:PORT, [IPV6]:PORT, unix:/PATH or fd://N.", group="binding")
-    uds: str = _opt("", "Listen on this Unix domain socket (same as --bind unix:PATH).",
-                    group="binding")
-    uds_mode: str = _opt("", "Permissions of the Unix socket file, in octal such as 660 "
-                         "(default: from the umask).", group="binding")
-    fd: int = _opt(-1, "Listen on this inherited, already bound socket (-1: none).",
-                   group="binding", minimum=-1)
-    backlog: int = _opt(2048, "Length of the listen queue.", group="binding",
-                        minimum=1, maximum=65535)
-
+    port: int = _opt(8000, "TCP port; 0 picks a free one.", group="binding", minimum=0,
+                     maximum=65535, metavar="PORT")
+    bind: Binds = _opt((), "Listen on HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N instead "
+                       "of host and port; repeatable.", group="binding", flags=("-b",),
+                       metavar="ADDR")
+    uds: str = _opt("", "Listen on this Unix socket (as --bind unix:PATH).", group="binding",
+                    metavar="PATH")
+    uds_mode: str = _opt("", "The Unix socket's permissions in octal, e.g. 660.",
+                         group="binding", metavar="MODE", details="Default: from the umask.")
+    fd: int = _opt(-1, "Listen on this inherited, already bound socket.", group="binding",
+                   minimum=-1, metavar="FD", details="-1: none.")
+    backlog: int = _opt(2048, "Length of the listen queue.", group="binding", minimum=1,
+                        maximum=65535)
     # -- TLS -------------------------------------------------------------------
-    ssl_certfile: str = _opt("", "Serve HTTPS with this certificate (PEM; may hold the key "
-                             "and the chain too).", group="tls")
-    ssl_keyfile: str = _opt("", "The certificate's private key (PEM), if not in the "
-                            "certificate file.", group="tls")
-    ssl_keyfile_password: str = _opt("", "Password of an encrypted private key.", group="tls")
-    ssl_ca_certs: str = _opt("", "Require client certificates signed by these CAs (PEM).",
-                             group="tls")
-
-    # -- application -----------------------------------------------------------
-    root_path: str = _opt("", "URL prefix the application is mounted under: it becomes "
-                          "SCRIPT_NAME and is stripped from PATH_INFO.", group="application")
-
+    ssl_certfile: str = _opt("", "Serve HTTPS with this certificate (PEM).", group="tls",
+                             metavar="FILE", details="The file may hold the key and the "
+                             "chain too.")
+    ssl_keyfile: str = _opt("", "The certificate's key (PEM), if not in its file.",
+                            group="tls", metavar="FILE")
+    ssl_keyfile_password: str = _opt("", "Password of an encrypted private key.", group="tls",
+                                     metavar="PASSWORD")
+    ssl_ca_certs: str = _opt("", "Require client certificates from these CAs (PEM).",
+                             group="tls", metavar="FILE")
     # -- behind a proxy ----------------------------------------------------------
-    proxy_headers: bool = _opt(False, "Believe X-Forwarded-For/-Proto/-Host and Forwarded "
-                               "from trusted proxies: they set REMOTE_ADDR, "
-                               "wsgi.url_scheme and HTTP_HOST.", group="proxy")
-    forwarded_allow_ips: str = _opt("127.0.0.1,::1", "The trusted proxies: IP addresses "
-                                    "and networks, separated by commas; '*' trusts every "
-                                    "peer, 'unix' peers on a Unix socket.", group="proxy")
-
-    # -- logging ---------------------------------------------------------------
-    access_log: bool = _opt(True, "Log one line per request to the 'aiowsgi.access' logger "
-                            "(at level info).", group="logging")
-    access_log_format: str = _opt(DEFAULT_ACCESS_FORMAT, "Format of an access log line, with "
-                                  "gunicorn's atoms: h client, r request line, s status, "
-                                  "b body bytes, L seconds, X how it ended and more (see "
-                                  "the README).",
-                                  group="logging")
-    access_log_buffer: int = _opt(1 * MiB, "Most characters of access log lines waiting to "
-                                  "be written to stderr; lines past it are dropped and "
-                                  "counted (stats(), and a warning at shutdown), so a slow "
-                                  "stderr never holds up the server.", group="logging",
-                                  unit="characters", minimum=1)
-    metrics_bind: str = _opt("", "Serve Prometheus metrics at /metrics on this HOST:PORT "
-                             "(needs the 'metrics' extra).", group="logging",
-                             scope="process")
-    log_config: str = _opt("", "A logging configuration file: JSON (dictConfig) or INI "
-                           "(fileConfig); replaces the default stderr handler.",
-                           group="logging", scope="process")
-
-    # -- runtime ---------------------------------------------------------------
-    loop: LoopName = _opt("auto", "Event loop: uvloop when installed (auto), or as named.",
-                          group="runtime", scope="process")
-    threads: int = _opt(8, "Worker threads that run the WSGI application.", group="runtime",
+    proxy_headers: bool = _opt(False, "Believe X-Forwarded-* and Forwarded from trusted "
+                               "proxies.", group="proxy", details="X-Forwarded-For, -Proto "
+                               "and -Host, or Forwarded, set REMOTE_ADDR, wsgi.url_scheme "
+                               "and HTTP_HOST.")
+    forwarded_allow_ips: str = _opt("127.0.0.1,::1", "The trusted proxies: addresses and "
+                                    "networks, separated by commas; '*' for all, 'unix' for "
+                                    "Unix socket peers.", group="proxy", metavar="IPS")
+    # -- processes ---------------------------------------------------------------
+    workers: int = _opt(1, "Server processes, kept alive by a supervisor.",
+                        group="processes", flags=("-w",), minimum=1, maximum=1024,
+                        scope="command", details="It binds the listening sockets for them.")
+    reuse_port: bool = _opt(True, "With --workers, a socket per worker (Linux).",
+                            group="processes", scope="command", details="Each worker gets a "
+                            "listening socket of its own on every TCP address, bound with "
+                            "SO_REUSEPORT, so that the kernel spreads new connections evenly "
+                            "over the workers. While a worker restarts, the connections the "
+                            "kernel gives its socket wait for its successor. Off, on other "
+                            "systems, and for Unix sockets and inherited ones (fd://, "
+                            "systemd), the workers share one socket: whichever wakes first "
+                            "takes each connection, often the same one.")
+    max_requests: int = _opt(0, "Stop after this many requests (0: never).",
+                             group="processes", minimum=0, details="The shutdown is graceful; "
+                             "with --workers, or under gunicorn, a fresh worker takes over.")
+    reload: bool = _opt(False, "Restart when a Python file changes.",
+                        group="processes", scope="command", details="For development; the "
+                        "socket is kept. Needs the 'reload' extra.")
+    reload_dir: Binds = _opt((), "A directory for --reload to watch; repeatable.",
+                             group="processes", scope="command", metavar="DIR",
+                             details="Default: the current directory.")
+    # -- the event loop and the threads --------------------------------------------
+    loop: LoopName = _opt("auto", "Event loop: auto, asyncio or uvloop.", group="runtime",
+                          scope="process", metavar="LOOP", details="auto is uvloop when it "
+                          "is installed, else asyncio.")
+    threads: int = _opt(8, "Worker threads that run the application.", group="runtime",
                         minimum=1, maximum=1024)
-    switch_interval: float = _opt(0.001, "How long a thread may hold the GIL while another "
-                                  "waits for it (sys.setswitchinterval; Python's is 0.005). "
-                                  "Shorter, the event loop and quick requests wait less "
-                                  "behind CPU-heavy views; 0 leaves Python's.",
+    switch_interval: float = _opt(0.001, "How long a thread may keep the GIL from another.",
                                   group="runtime", unit="seconds", minimum=0.0,
-                                  scope="process")
-    reload: bool = _opt(False, "Restart the server when a Python file changes, keeping its "
-                        "socket (development; needs the 'reload' extra).", group="runtime",
-                        scope="command")
-    reload_dir: Binds = _opt((), "Directories --reload watches; repeatable (default: the "
-                              "current directory).", group="runtime", scope="command")
-    workers: int = _opt(1, "Server processes, kept alive by a supervisor that binds the "
-                        "listening sockets for them (command line only).", group="runtime",
-                        minimum=1, maximum=1024, scope="command")
-    reuse_port: bool = _opt(True, "With --workers, give each worker a listening socket of "
-                            "its own on every TCP address, bound with SO_REUSEPORT, so that "
-                            "the kernel spreads new connections evenly over the workers (on "
-                            "by default; Linux only). While a worker restarts, the "
-                            "connections the kernel gives its socket wait for its successor. "
-                            "Off, on other systems, and for Unix sockets and inherited ones "
-                            "(fd://, systemd), the workers share one socket: whichever wakes "
-                            "first takes each connection, often the same one.",
-                            group="runtime", scope="command")
-    log_level: LogLevel = _opt("info", "Logging level of the 'aiowsgi' loggers.", group="runtime",
-                               aliases={"warn": "warning"}, scope="process")
-    server_header: bool = _opt(True, "Add 'Server: aiowsgi' to responses that have none.",
-                               group="runtime")
-    expose_tracebacks: bool = _opt(False, "Put the traceback of an application error in the "
-                                   "500 response (for development only).", group="runtime")
-    sched_batch: bool = _opt(True, "Run the worker threads under Linux's SCHED_BATCH "
-                             "scheduling policy, so that handing one a request does not "
-                             "preempt the event loop; threads and processes the "
-                             "application starts from them inherit it.", group="runtime")
-    malloc_trim_threshold: int = _opt(4 * MiB, "Free memory glibc's malloc keeps per heap "
-                                      "for reuse, instead of returning it to the kernel "
-                                      "after every large request (0: the C library's "
-                                      "default; set by the command line and run() only).",
-                                      group="runtime", unit="bytes", minimum=0,
-                                      maximum=1 * GiB, scope="process")
-
+                                  scope="process", details="sys.setswitchinterval; Python's "
+                                  "default is 5ms, and 0 leaves it. Shorter, the event loop "
+                                  "and quick requests wait less behind CPU-heavy views.")
+    sched_batch: bool = _opt(True, "Run worker threads under SCHED_BATCH (Linux).",
+                             group="runtime", details="Handing one a request then does not "
+                             "preempt the event loop. Threads and processes the application "
+                             "starts from them inherit it.")
+    # -- memory ----------------------------------------------------------------
+    body_buffer_size: int = _opt(1 * MiB, "Bodies larger than this are spooled to disk.",
+                                 group="memory", unit="bytes", minimum=0,
+                                 details="Smaller ones are kept in memory.")
+    max_body_memory: int = _opt(64 * MiB, "Request bodies in memory, all together.",
+                                group="memory", unit="bytes", minimum=0,
+                                details="Past it, bodies are spooled to disk.")
+    send_buffer_size: int = _opt(512 * KiB, "Response bytes a thread may have unsent.",
+                                 group="memory", unit="bytes", minimum=1 * KiB,
+                                 maximum=1 * GiB, details="Past it the application's "
+                                 "thread waits for the client to take them.")
+    malloc_trim_threshold: int = _opt(4 * MiB, "Free memory glibc's malloc keeps per heap.",
+                                      group="memory", unit="bytes", minimum=0,
+                                      maximum=1 * GiB, scope="process", details="Up to it, "
+                                      "memory a large request freed is kept for reuse rather "
+                                      "than returned to the kernel; 0 leaves the C library's "
+                                      "default.")
     # -- capacity --------------------------------------------------------------
-    max_connections: int = _opt(25_000, "Most open client connections (lowered to what the "
-                                "open-files limit allows); past it a new connection gets "
-                                "503 and is closed.", group="capacity", minimum=1)
-    max_queue: int = _opt(1000, "Most requests waiting for a free worker thread; past it "
-                          "the answer is 503.", group="capacity", minimum=0)
-    queue_timeout: float = _opt(30.0, "Longest wait for a free worker thread; past it the "
-                                "answer is 503.", group="capacity", unit="seconds",
-                                minimum=0.001)
-    max_body_memory: int = _opt(64 * MiB, "Request bodies held in memory by all requests "
-                                "together; past it bodies are spooled to disk.",
-                                group="capacity", unit="bytes", minimum=0)
-    max_requests: int = _opt(0, "Shut down gracefully after this many requests (0: never); "
-                             "with --workers, or under gunicorn, a fresh worker takes over.",
-                             group="capacity", minimum=0)
-    request_timeout: float = _opt(0.0, "Time an application has to start its response; "
-                                  "past it the client gets 504 and the thread is "
-                                  "abandoned (0: no limit).", group="capacity",
-                                  unit="seconds", minimum=0.0)
-    max_abandoned_threads: int = _opt(8, "Threads stuck in abandoned requests that get a "
-                                      "replacement thread; past it capacity shrinks.",
-                                      group="capacity", minimum=0)
-
+    max_connections: int = _opt(25_000, "Most open connections; past it, 503.",
+                                group="capacity", minimum=1, details="It is lowered to "
+                                "what the open-files limit allows.")
+    max_queue: int = _opt(1000, "Most requests waiting for a thread; past it, 503.",
+                          group="capacity", minimum=0)
+    queue_timeout: float = _opt(30.0, "Longest wait for a thread; past it, 503.",
+                                group="capacity", unit="seconds", minimum=0.001)
+    request_timeout: float = _opt(0.0, "Time the application has to start its response; "
+                                  "past it, 504 and its thread is abandoned (0: no limit). -t "
+                                  "and --timeout as in gunicorn, whose worker timeout is a "
+                                  "request's time limit in its sync workers.",
+                                  group="capacity", unit="seconds", minimum=0.0,
+                                  flags=("-t", "--timeout"))
+    max_abandoned_threads: int = _opt(8, "Threads stuck after a 504 that are replaced.",
+                                      group="capacity", minimum=0, details="Past it, "
+                                      "capacity shrinks until they finish.")
     # -- limits ----------------------------------------------------------------
     max_request_line: int = _opt(8 * KiB, "Longest request line; longer gets 414.",
                                  group="limits", unit="bytes", minimum=64, maximum=1 * MiB)
-    max_header_size: int = _opt(64 * KiB, "Largest request head (request line and fields); "
-                                "larger gets 431.", group="limits", unit="bytes",
-                                minimum=256, maximum=16 * MiB)
-    max_header_count: int = _opt(100, "Most header fields in one request; more gets 431.",
-                                 group="limits", minimum=1, maximum=10_000)
-    max_body_size: int = _opt(1 * GiB, "Largest request body; larger gets 413.",
-                              group="limits", unit="bytes", minimum=0)
-    body_buffer_size: int = _opt(1 * MiB, "Request bodies up to this size are kept in memory; "
-                                 "larger ones are spooled to a temporary file.",
-                                 group="limits", unit="bytes", minimum=0)
-    max_chunk_line: int = _opt(4 * KiB, "Longest chunk-size line of a chunked body, "
-                               "extensions included.", group="limits", unit="bytes",
-                               minimum=32, maximum=1 * MiB)
-    max_chunk_extensions: int = _opt(16 * KiB, "Total bytes of chunk extensions in one "
-                                     "chunked body.", group="limits", unit="bytes",
-                                     minimum=0, maximum=16 * MiB)
+    max_header_size: int = _opt(64 * KiB, "Largest request head; larger gets 431.",
+                                group="limits", unit="bytes", minimum=256, maximum=16 * MiB)
+    max_header_count: int = _opt(100, "Most header fields; more get 431.", group="limits",
+                                 minimum=1, maximum=10_000)
+    max_body_size: int = _opt(1 * GiB, "Largest request body; larger gets 413.", group="limits",
+                              unit="bytes", minimum=0)
+    max_chunk_line: int = _opt(4 * KiB, "Longest chunk-size line, extensions included.",
+                               group="limits", unit="bytes", minimum=32, maximum=1 * MiB)
+    max_chunk_extensions: int = _opt(16 * KiB, "Chunk extensions of one body, all together.",
+                                     group="limits", unit="bytes", minimum=0,
+                                     maximum=16 * MiB)
     max_trailer_size: int = _opt(16 * KiB, "Largest trailer section of a chunked body.",
                                  group="limits", unit="bytes", minimum=0, maximum=16 * MiB)
-    send_buffer_size: int = _opt(512 * KiB, "Response bytes an application thread may hand "
-                                 "to the event loop before it waits for the client to take "
-                                 "them.", group="limits", unit="bytes",
-                                 minimum=1 * KiB, maximum=1 * GiB)
-
     # -- timeouts --------------------------------------------------------------
-    header_timeout: float = _opt(10.0, "Time a client has to send a complete request head; "
-                                 "past it the answer is 408.", group="timeouts",
-                                 unit="seconds", minimum=0.001)
-    keepalive_timeout: float = _opt(5.0, "Idle time after which a kept-alive connection "
-                                    "is closed.", group="timeouts", unit="seconds",
-                                    minimum=0.001)
-    body_timeout: float = _opt(30.0, "Longest wait for the next piece of a request body.",
+    header_timeout: float = _opt(10.0, "Time a client has to send a request head; past "
+                                 "it, 408.", group="timeouts", unit="seconds", minimum=0.001)
+    keepalive_timeout: float = _opt(5.0, "Close kept-alive connections idle this long.",
+                                    group="timeouts", unit="seconds", minimum=0.001)
+    body_timeout: float = _opt(30.0, "Longest wait for more of a request body.",
                                group="timeouts", unit="seconds", minimum=0.001)
-    send_timeout: float = _opt(30.0, "Longest wait for a client to accept response bytes; "
-                               "past it the response is aborted.", group="timeouts",
-                               unit="seconds", minimum=0.001)
-    shutdown_delay: float = _opt(0.0, "After SIGTERM or SIGINT, keep accepting and serving "
-                                 "for this long before the graceful shutdown, so that a load "
-                                 "balancer can stop sending traffic first.", group="timeouts",
-                                 unit="seconds", minimum=0.0, scope="process")
-    graceful_timeout: float = _opt(30.0, "On shutdown, time in-flight requests get to finish.",
+    send_timeout: float = _opt(30.0, "Longest wait for a client to read; past it, the "
+                               "response is aborted.", group="timeouts", unit="seconds",
+                               minimum=0.001)
+    shutdown_delay: float = _opt(0.0, "On SIGTERM or SIGINT, go on serving this long.",
+                                 group="timeouts", unit="seconds", minimum=0.0,
+                                 scope="process", details="Then the graceful shutdown "
+                                 "starts: time for a load balancer to stop sending traffic.")
+    graceful_timeout: float = _opt(30.0, "On shutdown, time for requests in flight.",
                                    group="timeouts", unit="seconds", minimum=0.0)
+    # -- logging and metrics -----------------------------------------------------
+    log_level: LogLevel = _opt("info", "Level of the 'aiowsgi' loggers: critical, error, "
+                               "warning, info or debug.", group="logging",
+                               aliases={"warn": "warning"}, scope="process", metavar="LEVEL",
+                               details="In any case; warn is warning.")
+    log_config: str = _opt("", "A logging configuration file, JSON or INI.", group="logging",
+                           scope="process", metavar="FILE", details="JSON for dictConfig, "
+                           "INI for fileConfig; it replaces the default stderr handler.")
+    access_log: bool = _opt(True, "Log each request to 'aiowsgi.access'.",
+                            group="logging", details="At level info.")
+    access_log_format: str = _opt(DEFAULT_ACCESS_FORMAT, "Format of an access log line, "
+                                  "in gunicorn's atoms.", group="logging", metavar="FORMAT",
+                                  details="h client, r request line, s status, b body bytes, "
+                                  "L seconds, X how it ended and more (see the README).")
+    access_log_buffer: int = _opt(1 * MiB, "Log lines not yet written; past it, dropped.",
+                                  group="logging", unit="characters", minimum=1,
+                                  details="Dropped lines are counted (stats(), and a "
+                                  "warning at shutdown): a slow stderr never holds up the "
+                                  "server.")
+    metrics_bind: str = _opt("", "Serve Prometheus /metrics on this HOST:PORT.",
+                             group="logging", scope="process", metavar="ADDR",
+                             details="Needs the 'metrics' extra.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -239,32 +238,19 @@ class Config:
         if not self.host:
             raise ConfigError("host", "must not be empty")
         for spec in self.bind:
-            try:
-                parse_bind(spec)
-            except ValueError as exc:
-                raise ConfigError("bind", str(exc)) from None
+            _check("bind", parse_bind, spec)
         if (self.ssl_keyfile or self.ssl_ca_certs) and not self.ssl_certfile:
             name = "ssl_keyfile" if self.ssl_keyfile else "ssl_ca_certs"
             raise ConfigError(name, "needs ssl_certfile too")
-        if self.metrics_bind:
-            try:
-                where = parse_bind(self.metrics_bind)
-            except ValueError as exc:
-                raise ConfigError("metrics_bind", str(exc)) from None
-            if where.kind != "tcp":
-                raise ConfigError("metrics_bind", "expected HOST:PORT")
+        if self.metrics_bind and _check("metrics_bind", parse_bind,
+                                        self.metrics_bind).kind != "tcp":
+            raise ConfigError("metrics_bind", "expected HOST:PORT")
         if self.uds_mode and not (set(self.uds_mode) <= set("01234567")
                                   and len(self.uds_mode) <= 4):
             raise ConfigError("uds_mode", f"expected octal permissions such as 660 "
                               f"(got {self.uds_mode!r})")
-        try:
-            TrustedProxies.parse(self.forwarded_allow_ips)
-        except ValueError as exc:
-            raise ConfigError("forwarded_allow_ips", str(exc)) from None
-        try:
-            check_access_format(self.access_log_format)
-        except ValueError as exc:
-            raise ConfigError("access_log_format", str(exc)) from None
+        _check("forwarded_allow_ips", TrustedProxies.parse, self.forwarded_allow_ips)
+        _check("access_log_format", check_access_format, self.access_log_format)
         if self.root_path and (not self.root_path.startswith("/")
                                or self.root_path.endswith("/")):
             raise ConfigError("root_path", "must be empty or start with '/' and not end "
@@ -272,14 +258,21 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some options changed, validated like the original."""
-        unknown = set(changes) - option_names()
+        unknown = sorted(set(changes) - option_names())
         if unknown:
-            name = sorted(unknown)[0]
-            raise ConfigError(name, "no such option")
+            raise ConfigError(unknown[0], "no such option")
         return dataclasses.replace(self, **changes)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _check(name: str, check: Callable[[str], T], text: str) -> T:
+    """``check(text)``, its ValueError a ConfigError naming option ``name``."""
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
 
 
 def option_names() -> frozenset[str]:
@@ -360,6 +353,50 @@ def choice_value(f: dataclasses.Field[Any], text: str) -> str:
     return f.metadata["aliases"].get(value, value)  # type: ignore[no-any-return]
 
 
+# Sizes in binary multiples, as nginx reads them: K = 1024, M = 1024**2, G = 1024**3
+# (KB and KiB mean K too); times in seconds, or with ms, s, m or h.
+SIZE_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB}
+TIME_UNITS: dict[str, Fraction | int] = {"": 1, "ms": Fraction(1, 1000), "s": 1, "m": 60, "h": 3600}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
+_TIME = re.compile(r"((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?) ?(ms|s|m|h)?",
+                   re.IGNORECASE)
+
+
+def parse_option(f: dataclasses.Field[Any], text: str) -> Any:
+    """An option's value as written in argv or an ``AIOWSGI_*`` variable (lists and flags
+    aside): a size (``64K``, ``10MiB``) in bytes or characters, a time (``500ms``, ``5m``)
+    in seconds, a choice in any case; a ConfigError names the option."""
+    unit = f.metadata["unit"]
+    if unit in ("bytes", "characters"):
+        return _size(f.name, unit, text)
+    if unit == "seconds":
+        return _seconds(f.name, text)
+    if option_choices(f):
+        return choice_value(f, text)
+    kind = option_type(f)
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f.name, f"invalid {kind.__name__} value {text!r}") from None
+
+
+def _size(name: str, unit: str, text: str) -> int:
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(name, f"expected a size such as 4096, 64K, 10M or 1G, got {text!r}")
+    number = Fraction(match[1]) * SIZE_UNITS[(match[2] or "").lower()]
+    if number.denominator != 1:
+        raise ConfigError(name, f"{text!r} is not a whole number of {unit}")
+    return int(number)
+
+
+def _seconds(name: str, text: str) -> float:
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(name, f"expected a time such as 30, 500ms, 1.5s, 5m or 1h, got {text!r}")
+    return float(Fraction(match[1]) * TIME_UNITS[(match[2] or "").lower()])
+
+
 def _annotation(f: dataclasses.Field[Any]) -> Any:
     annotation = f.type
     if isinstance(annotation, str):  # postponed annotations
@@ -410,12 +447,8 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
     choices = option_choices(f)
     if expected is tuple:
         ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
-    elif expected is bool:
-        ok = isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected in (int, float):  # an int is a float's value too, a bool neither's
+        ok = isinstance(value, int | expected) and not isinstance(value, bool)
     else:
         ok = isinstance(value, expected)
     if not ok:
@@ -426,9 +459,15 @@ def _validate(f: dataclasses.Field[Any], value: Any) -> None:
         raise ConfigError(f.name, f"must be a finite number (got {value!r})")
     low, high = f.metadata.get("min"), f.metadata.get("max")
     if low is not None and value < low:
-        raise ConfigError(f.name, f"must be at least {low:g} (got {value!r})")
+        raise ConfigError(f.name, f"must be at least {low} (got {value!r})")
     if high is not None and value > high:
-        raise ConfigError(f.name, f"must be at most {high:g} (got {value!r})")
+        raise ConfigError(f.name, f"must be at most {high} (got {value!r})")
+
+
+# what the README's table says of a unit: the text a value takes
+UNIT_TEXT = {"bytes": "Bytes, or 64K, 10M, 1G (K = 1024).",
+             "characters": "Characters, or 64K, 1M (K = 1024).",
+             "seconds": "Seconds, or 500ms, 1.5s, 5m, 1h."}
 
 
 def options_markdown() -> str:
@@ -442,9 +481,14 @@ def options_markdown() -> str:
             shown = ", ".join(default) or "(none)"
         else:
             shown = str(default)
-        text = f.metadata["help"]
-        if f.metadata.get("unit"):
-            text = f"{text.rstrip('.')} ({f.metadata['unit']})."
-        flag = "--" + f.name.replace("_", "-")
-        rows.append(f"| `{f.name}` | `{flag}` | `{shown}` | {text} |")
+        meta = f.metadata
+        text = " ".join(filter(None, (meta["help"], meta["details"], UNIT_TEXT.get(meta["unit"]))))
+        flags = ", ".join(f"`{flag}`" for flag in option_flags(f))
+        rows.append(f"| `{f.name}` | {flags} | `{shown}` | {text} |")
     return "\n".join(rows)
+
+
+def option_flags(f: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """The command line's names of option ``f``: its own short ones first (``-b``), then
+    ``--`` and its name."""
+    return (*f.metadata["flags"], "--" + f.name.replace("_", "-"))

@@ -5,7 +5,9 @@ name in capitals (``AIOWSGI_THREADS=16``).  The command line reads them (its own
 win); the ``--workers`` supervisor writes them for each worker it starts, which reads
 them back as a command line does.  So the format is defined here once, next to Config:
 a boolean is ``true``/``false`` (also 1/0, yes/no, on/off when read), several values
-are separated by commas (or spaces when read), anything else is the value as text.
+are separated by commas (or spaces when read), anything else is the value as text, read
+as the command line reads it (:func:`~aiowsgi.config.parse_option`: sizes and times with
+their units, ``AIOWSGI_MAX_BODY_SIZE=10M``, ``AIOWSGI_KEEPALIVE_TIMEOUT=500ms``).
 
 Here too are the names of the variables that are not options: the application
 (``AIOWSGI_APP``, ``AIOWSGI_FACTORY``, ``AIOWSGI_APP_DIR``) and those the supervisor sets
@@ -18,7 +20,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from .config import Config, choice_value, option_choices, option_type
+from .config import Config, ConfigError, option_type, parse_option
 
 PREFIX = "AIOWSGI_"
 
@@ -59,14 +61,10 @@ def read_options(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ValueError(f"{variable(f.name)}: expected true or false, got {text!r}")
             options[f.name] = lowered in _TRUE
             continue
-        if option_choices(f):
-            options[f.name] = choice_value(f, text)
-            continue
         try:
-            options[f.name] = kind(text)
-        except ValueError:
-            raise ValueError(f"{variable(f.name)}: invalid {kind.__name__} value "
-                             f"{text!r}") from None
+            options[f.name] = parse_option(f, text)
+        except ConfigError as exc:
+            raise ValueError(f"{variable(f.name)}: {exc.reason}") from None
     return options
 
 

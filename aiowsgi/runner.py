@@ -47,6 +47,16 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     return asyncio.new_event_loop
 
 
+def auto_loop() -> str:
+    """The event loop ``--loop auto`` picks, as ``loop_factory`` does, and its version: what
+    ``aiowsgi --version`` reports, so that a bug report says which loop served."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio (uvloop not installed)"
+    return f"uvloop {getattr(uvloop, '__version__', '(version unknown)')}"
+
+
 def check_options(config: Config) -> None:
     """Raise the ConfigError that run() would, for an option naming something this process
     cannot use (an event loop that is not installed, a TLS file that cannot be loaded),

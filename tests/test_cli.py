@@ -7,6 +7,10 @@ import contextlib
 import dataclasses
 import email.utils
 import http.client
+import importlib.metadata
+import importlib.util
+import platform
+import re
 import signal
 import socket
 import subprocess
@@ -104,6 +108,22 @@ def taken_port() -> Iterator[str]:
         yield str(taken.getsockname()[1])
 
 
+USAGE = "usage: aiowsgi serve [options] APP"
+HINT = "run 'aiowsgi serve --help' for the options"
+
+
+def usage_error(result: subprocess.CompletedProcess[str] | str) -> str:
+    """The error line of a usage error, which comes between serve's usage and the hint
+    (three lines on stderr, nothing on stdout, not the usage of every option)."""
+    stderr = result if isinstance(result, str) else result.stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 3, f"expected usage, error and hint on stderr, got:\n{stderr}"
+    if not isinstance(result, str):
+        assert result.stdout == ""
+    assert (lines[0], lines[2]) == (USAGE, HINT), stderr
+    return lines[1]
+
+
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
     """The only line on stderr (there must be exactly one, and nothing on stdout)."""
     lines = result.stderr.splitlines()
@@ -115,17 +135,55 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
 # -- version and help -----------------------------------------------------------------
 
 
-def test_version(tmp_path: Path) -> None:
-    result = run_aiowsgi("--version", cwd=tmp_path)
+def _loop_line(uvloop_installed: bool) -> str:
+    if not uvloop_installed:
+        return "asyncio (uvloop not installed)"
+    return f"uvloop {importlib.metadata.version('uvloop')}"
+
+
+def expected_version(uvloop_installed: bool | None = None) -> str:
+    """What ``aiowsgi --version`` says in this Python (with uvloop as installed here, or
+    as ``uvloop_installed`` says)."""
+    if uvloop_installed is None:
+        uvloop_installed = importlib.util.find_spec("uvloop") is not None
+    return (f"aiowsgi {aiowsgi.__version__} ({platform.python_implementation()} "
+            f"{platform.python_version()}; loop: {_loop_line(uvloop_installed)})")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["-V"], ["serve", "--version"],
+                                  ["serve", "-V"], ["serve", "hello_app:app", "-V"]],
+                         ids=" ".join)
+def test_version(tmp_path: Path, args: list[str]) -> None:
+    result = run_aiowsgi(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert result.stdout == expected_version() + "\n"
+    assert result.stderr == ""
     assert aiowsgi.__version__ == "0.1.0"
+    assert re.fullmatch(r"aiowsgi 0\.1\.0 \((CPython|PyPy) 3\.\d+\.\d+\S*; loop: "
+                        r"(uvloop \d+\.\d+\.\d+\S*|asyncio \(uvloop not installed\))\)",
+                        result.stdout.strip()), result.stdout
 
 
-def test_serve_version(tmp_path: Path) -> None:
-    result = run_aiowsgi("serve", "--version", cwd=tmp_path)
+def test_version_without_uvloop(tmp_path: Path) -> None:
+    result = run_aiowsgi("--version", cwd=tmp_path, entry=uninstalled("uvloop"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert result.stdout.strip().endswith("; loop: asyncio (uvloop not installed))")
+    assert result.stdout == expected_version(uvloop_installed=False) + "\n"
+
+
+def test_version_with_uvloop(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    result = run_aiowsgi("-V", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"; loop: uvloop {importlib.metadata.version('uvloop')})" in result.stdout
+
+
+def test_version_does_not_import_the_application(app_dir: Path) -> None:
+    # boom.py raises on import: were it imported, the command would fail.
+    for args in (["serve", "boom:app", "--version"], ["serve", "-V", "boom:app"]):
+        result = run_aiowsgi(*args, cwd=app_dir)
+        assert (result.returncode, result.stdout) == (0, expected_version() + "\n"), result
+        assert "ZeroDivisionError" not in result.stderr
 
 
 def test_console_script_version(tmp_path: Path) -> None:
@@ -135,29 +193,156 @@ def test_console_script_version(tmp_path: Path) -> None:
     result = subprocess.run([str(script), "--version"], cwd=tmp_path, env=child_env(),
                             capture_output=True, text=True, timeout=SAFETY, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"aiowsgi {aiowsgi.__version__}"
+    assert result.stdout == expected_version() + "\n"
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def serve_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+               columns: int = 100) -> str:
+    """``aiowsgi serve --help`` on a terminal ``columns`` wide."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve", "--help"], {})
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """The entries of a --help: what is written in the left column (``-b ADDR, --bind
+    ADDR``) -> its help text, its lines joined."""
+    entries: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            current, _, rest = line.strip().partition("  ")
+            entries[current] = rest.strip()
+        elif line.startswith("   ") and current:
+            entries[current] = f"{entries[current]} {line.strip()}".strip()
+        else:
+            current = ""
+    return entries
+
+
 def test_serve_help_lists_every_option(tmp_path: Path) -> None:
     result = run_aiowsgi("serve", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    words = set(result.stdout.replace(",", " ").replace("[", " ").replace("]", " ").split())
-    missing = [_flag(f.name) for f in dataclasses.fields(Config) if _flag(f.name) not in words]
+    words = set(result.stdout.replace(",", " ").split())
+    missing = [_flag(f.name) for f in dataclasses.fields(Config)
+               if _flag(f.name) not in words and "--[no-]" + f.name.replace("_", "-")
+               not in words]
     assert not missing, f"options missing from `aiowsgi serve --help`: {missing}"
     for f in dataclasses.fields(Config):
-        if f.type in (bool, "bool"):
-            assert "--no-" + _flag(f.name)[2:] in words
+        if f.type in (bool, "bool"):  # the flag and its negation, in one
+            assert "--[no-]" + _flag(f.name)[2:] in words
     assert "APP" in words
+
+
+@pytest.mark.parametrize("negated", [False, True])
+def test_every_flag_has_its_negation(served: list[tuple[Any, Config]], negated: bool) -> None:
+    """What ``--[no-]NAME`` in the help stands for: both flags work."""
+    flags = [f.name for f in dataclasses.fields(Config)  # run() gets the command's at default
+             if f.type in (bool, "bool") and f.metadata["scope"] != "command"]
+    prefix = "--no-" if negated else "--"
+    argv = ["serve", "tests.apps.echo:hello", *(prefix + name.replace("_", "-") for name in flags)]
+    assert cli.main(argv, {}) == 0
+    config = served[0][1]
+    assert [getattr(config, name) for name in flags] == [not negated] * len(flags)
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_serve_help_is_short(monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str], columns: int) -> None:
+    text = serve_help(monkeypatch, capsys, columns)
+    lines = text.splitlines()
+    assert len(lines) < 120, f"{len(lines)} lines at {columns} columns:\n{text}"
+    assert lines[0] == "usage: aiowsgi serve [options] APP"
+    assert all(len(line) <= columns for line in lines), text
+
+
+def test_serve_help_reads_well(monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    text = serve_help(monkeypatch, capsys)
+    entries = help_entries(text)
+    assert len(entries) == len(dataclasses.fields(Config)) + 5  # -h, -V, APP, --factory, --app-dir
+    for invocation, help_text in entries.items():
+        if invocation in ("-h, --help", "-V, --version"):
+            continue
+        # A sentence, then its default in brackets: not "...only). (bytes) Default:".
+        assert re.fullmatch(r".+\.( \[[^ \]][^\]]*\]| \[.*%\(X\)s\])?", help_text), (
+            invocation, help_text)
+        assert not re.search(r"Default|\((bytes|seconds|characters)\)|\. \(", help_text), (
+            invocation, help_text)
+    # Sizes and times are named so, their defaults written as an operator would.
+    assert entries["--max-body-size SIZE"].endswith(" [1G]")
+    assert entries["--keepalive-timeout TIME"].endswith(" [5s]")
+    assert entries["--switch-interval TIME"].endswith(" [1ms]")
+    assert entries["--access-log-buffer SIZE"].endswith(" [1M]")
+    assert entries["--[no-]access-log"].endswith(" [on]")
+    epilog = text.rsplit("\n\n", 1)[1]
+    assert "K = 1024" in epilog and "nginx" in epilog and "500ms" in epilog
+    assert "AIOWSGI_" in epilog
+
+
+# where each option is shown: a few that were once misplaced, and the short flags
+GROUPS = {
+    "logging and metrics:": ["--log-level LEVEL", "--metrics-bind ADDR",
+                             "--access-log-buffer SIZE"],
+    "processes:": ["-w N, --workers N", "--max-requests N", "--[no-]reload"],
+    "where to listen:": ["-b ADDR, --bind ADDR"],
+    "capacity (past a limit the answer is 503 or 504):": [
+        "-t TIME, --timeout TIME, --request-timeout TIME"],
+    "memory:": ["--body-buffer-size SIZE", "--send-buffer-size SIZE"],
+}
+
+
+def test_options_are_in_their_groups(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    text = serve_help(monkeypatch, capsys)
+    sections = {block.splitlines()[0]: block for block in text.split("\n\n")}
+    for title, invocations in GROUPS.items():
+        for invocation in invocations:
+            if sys.version_info >= (3, 13):  # argparse writes the value once
+                invocation = re.sub(r"^(-\w) \w+, ", r"\1, ", invocation)
+                invocation = re.sub(r" TIME, ", ", ", invocation)
+            assert f"\n  {invocation}" in sections[title], (title, invocation)
+
+
+def test_gunicorn_short_flags(served: list[tuple[Any, Config]],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    supervised: list[Config] = []
+
+    def supervise(argv: list[str], config: Config) -> int:
+        supervised.append(config)
+        return 0
+
+    monkeypatch.setattr(cli, "supervise", supervise)
+    argv = ["serve", "tests.apps.echo:hello", "-b", "127.0.0.1:8001", "-b", "unix:/tmp/a.sock",
+            "-w", "3", "-t", "30"]
+    assert cli.main(argv, {}) == 0
+    config = supervised[0]
+    assert config.bind == ("127.0.0.1:8001", "unix:/tmp/a.sock")
+    assert (config.workers, config.request_timeout) == (3, 30.0)
+    assert cli.main(["serve", "tests.apps.echo:hello", "--timeout", "1m"], {}) == 0
+    assert cli.main(["serve", "tests.apps.echo:hello", "-t1.5s"], {}) == 0
+    assert [config.request_timeout for _, config in served] == [60.0, 1.5]
+
+
+def test_timeout_is_said_to_be_gunicorns(monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    entries = help_entries(serve_help(monkeypatch, capsys))
+    [(invocation, text)] = [(key, value) for key, value in entries.items()
+                            if "--request-timeout" in key]
+    assert invocation.startswith("-t") and "--timeout" in invocation
+    assert "gunicorn" in text and "504" in text
 
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     result = run_aiowsgi(cwd=tmp_path)
     assert result.returncode == 2
-    assert "usage:" in result.stderr
+    assert usage_error(result) == "aiowsgi: error: the command is missing: aiowsgi serve APP"
 
 
 # -- loading the application ----------------------------------------------------------
@@ -241,6 +426,14 @@ def test_debug_log_level_shows_the_import_traceback(
         (["--log-level", "warning", "--loop", "UVLOOPS"], "--loop"),
         (["--prot", "8000"], "--prot"),
         (["--bind", "8000"], "--bind"),
+        (["-w", "two"], "-w/--workers"),
+        (["--max-body-size", "10X"], "--max-body-size"),
+        (["--max-body-size", "-1M"], "--max-body-size"),
+        (["--max-body-size=-1M"], "--max-body-size"),
+        (["--max-header-size", "1.5.2M"], "--max-header-size"),
+        (["--max-request-line", "2M"], "--max-request-line"),
+        (["-t", "5x"], "-t/--timeout/--request-timeout"),
+        (["--keepalive-timeout", "-1s"], "--keepalive-timeout"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -248,9 +441,98 @@ def test_bad_option_value(app_dir: Path, args: list[str], flag: str) -> None:
     with taken_port() as port:
         result = run_aiowsgi("serve", "hello_app:app", "--port", port, *args, cwd=app_dir)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    line = one_line(result)  # not the usage of every option first
+    line = usage_error(result)  # not the usage of every option first
     assert line.startswith("aiowsgi serve: error: "), line
     assert flag in line, line
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["serve", "-w", "two", "tests.apps.echo:hello"],
+         "aiowsgi serve: error: argument -w/--workers: invalid int value 'two'"),
+        (["serve", "tests.apps.echo:hello", "--wrokers", "2"],
+         "aiowsgi serve: error: unrecognized arguments: --wrokers 2"),
+        (["serve", "tests.apps.echo:hello", "--max-body-size", "10X"],
+         "aiowsgi serve: error: argument --max-body-size: expected a size such as 4096, 64K, "
+         "10M or 1G, got '10X'"),
+        (["serve", "tests.apps.echo:hello", "--keepalive-timeout", "5 minutes"],
+         "aiowsgi serve: error: argument --keepalive-timeout: expected a time such as 30, "
+         "500ms, 1.5s, 5m or 1h, got '5 minutes'"),
+        (["serve", "tests.apps.echo:hello", "--threads", "0"],
+         "aiowsgi serve: error: argument --threads: must be at least 1 (got 0)"),
+        (["serve", "tests.apps.echo:hello", "--max-request-line", "2M"],
+         "aiowsgi serve: error: argument --max-request-line: must be at most 1048576 "
+         "(got 2097152)"),
+        (["serve", "--loop", "trio", "tests.apps.echo:hello"],
+         "aiowsgi serve: error: argument --loop: must be one of auto, asyncio, uvloop "
+         "(got 'trio')"),
+        (["serve"],
+         "aiowsgi serve: error: the application is missing: give APP or set AIOWSGI_APP"),
+        (["serve", "--threads", "2"],
+         "aiowsgi serve: error: the application is missing: give APP or set AIOWSGI_APP"),
+        (["-w", "2", "tests.apps.echo:hello"],
+         "aiowsgi: error: the command is missing; did you mean: "
+         "aiowsgi serve -w 2 tests.apps.echo:hello"),
+        (["tests.apps.echo:hello"],
+         "aiowsgi: error: the command is missing; did you mean: "
+         "aiowsgi serve tests.apps.echo:hello"),
+        (["--bind", "0.0.0.0:80", "my app:app"],
+         "aiowsgi: error: the command is missing; did you mean: "
+         "aiowsgi serve --bind 0.0.0.0:80 'my app:app'"),
+        (["serv", "tests.apps.echo:hello"],
+         "aiowsgi: error: unknown command 'serv': the command is serve"),
+        ([], "aiowsgi: error: the command is missing: aiowsgi serve APP"),
+        (["--bogus", "serve", "tests.apps.echo:hello"],
+         "aiowsgi serve: error: unrecognized arguments: --bogus"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_usage_errors(served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
+                      argv: list[str], error: str) -> None:
+    """A mistake in the command line: one line under serve's short usage, and a hint."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv, {})
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert usage_error(captured.err) == error
+    assert not served
+
+
+def test_missing_app_in_a_process(app_dir: Path) -> None:
+    result = run_aiowsgi("serve", "--port", "0", cwd=app_dir)
+    assert result.returncode == 2
+    assert usage_error(result) == ("aiowsgi serve: error: the application is missing: give "
+                                   "APP or set AIOWSGI_APP")
+
+
+def test_forgotten_serve_in_a_process(app_dir: Path) -> None:
+    result = run_aiowsgi("-w", "2", "hello_app:app", cwd=app_dir)
+    assert result.returncode == 2
+    assert usage_error(result) == ("aiowsgi: error: the command is missing; did you mean: "
+                                   "aiowsgi serve -w 2 hello_app:app")
+
+
+# -- sizes and times -----------------------------------------------------------------------
+
+
+def test_sizes_and_times_on_the_command_line(served: list[tuple[Any, Config]]) -> None:
+    argv = ["serve", "tests.apps.echo:hello", "--max-body-size", "10M",
+            "--body-buffer-size", "64KiB", "--max-body-memory", "1G", "--send-buffer-size",
+            "512kb", "--max-request-line", "4096", "--access-log-buffer", "64k",
+            "--malloc-trim-threshold", "0", "--keepalive-timeout", "500ms", "-t", "1.5s",
+            "--graceful-timeout", "1m", "--shutdown-delay", "2", "--queue-timeout", "1h",
+            "--switch-interval", "5ms"]
+    assert cli.main(argv, {}) == 0
+    config = served[0][1]
+    assert (config.max_body_size, config.body_buffer_size, config.max_body_memory,
+            config.send_buffer_size, config.max_request_line, config.access_log_buffer,
+            config.malloc_trim_threshold) == (
+        10 * 1024**2, 64 * 1024, 1024**3, 512 * 1024, 4096, 64 * 1024, 0)
+    assert (config.keepalive_timeout, config.request_timeout, config.graceful_timeout,
+            config.shutdown_delay, config.queue_timeout, config.switch_interval) == (
+        0.5, 1.5, 60.0, 2.0, 3600.0, 0.005)
 
 
 # -- configuration errors: exit status 2, one line naming the option -------------------
@@ -319,7 +601,7 @@ def test_command_line_wins_over_environment(served: list[tuple[Any, Config]]) ->
 
 @pytest.mark.parametrize(("text", "level"), [
     ("debug", "debug"), ("DEBUG", "debug"), ("Warning", "warning"), ("warn", "warning"),
-    ("WARN", "warning"), ("Critical", "critical"),
+    ("WARN", "warning"), ("Critical", "critical"), ("Info", "info"), ("ERROR", "error"),
 ])
 def test_log_level_in_any_case_and_warn(served: list[tuple[Any, Config]], text: str,
                                         level: str) -> None:

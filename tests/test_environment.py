@@ -182,18 +182,63 @@ def test_app_from_the_environment(served: list[tuple[Any, Config]]) -> None:
     ({"AIOWSGI_SERVER_HEADER": "maybe"}, "AIOWSGI_SERVER_HEADER: expected true or false"),
     ({"AIOWSGI_LOOP": "trio"}, "AIOWSGI_LOOP: must be one of"),
     ({"AIOWSGI_ROOT_PATH": "api/"}, "AIOWSGI_ROOT_PATH: must be empty or start with '/'"),
-    ({}, "the application is missing: give APP or set AIOWSGI_APP"),
+    ({"AIOWSGI_MAX_BODY_SIZE": "10X"},
+     "AIOWSGI_MAX_BODY_SIZE: expected a size such as 4096, 64K, 10M or 1G, got '10X'"),
+    ({"AIOWSGI_MAX_BODY_SIZE": "-1M"}, "AIOWSGI_MAX_BODY_SIZE: expected a size"),
+    ({"AIOWSGI_BODY_BUFFER_SIZE": "1.5.2M"}, "AIOWSGI_BODY_BUFFER_SIZE: expected a size"),
+    ({"AIOWSGI_ACCESS_LOG_BUFFER": "0.1K"},
+     "AIOWSGI_ACCESS_LOG_BUFFER: '0.1K' is not a whole number of characters"),
+    ({"AIOWSGI_MAX_HEADER_SIZE": "1G"}, "AIOWSGI_MAX_HEADER_SIZE: must be at most 16777216"),
+    ({"AIOWSGI_KEEPALIVE_TIMEOUT": "5 minutes"},
+     "AIOWSGI_KEEPALIVE_TIMEOUT: expected a time such as 30, 500ms, 1.5s, 5m or 1h, "
+     "got '5 minutes'"),
+    ({"AIOWSGI_GRACEFUL_TIMEOUT": "-1s"}, "AIOWSGI_GRACEFUL_TIMEOUT: expected a time"),
+    ({"AIOWSGI_LOG_LEVEL": "loud"}, "AIOWSGI_LOG_LEVEL: must be one of"),
 ])
 def test_bad_environment_values_exit_2_naming_the_variable(
         served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str],
         env: dict[str, str], message: str) -> None:
-    argv = ["serve"] if not env else ["serve", "tests.apps.echo:hello"]
     with pytest.raises(SystemExit) as info:
-        cli.main(argv, env)
+        cli.main(["serve", "tests.apps.echo:hello"], env)
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not served
+
+
+def test_no_application_anywhere_is_a_usage_error(
+        served: list[tuple[Any, Config]], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["serve"], {"AIOWSGI_THREADS": "2"})
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: aiowsgi serve [options] APP",
+        "aiowsgi serve: error: the application is missing: give APP or set AIOWSGI_APP",
+        "run 'aiowsgi serve --help' for the options"]
+    assert not served
+
+
+def test_sizes_and_times_in_variables(served: list[tuple[Any, Config]]) -> None:
+    env = {"AIOWSGI_MAX_BODY_SIZE": "10M", "AIOWSGI_BODY_BUFFER_SIZE": "64KiB",
+           "AIOWSGI_SEND_BUFFER_SIZE": "1 MB", "AIOWSGI_ACCESS_LOG_BUFFER": "64k",
+           "AIOWSGI_MAX_CHUNK_LINE": "2048", "AIOWSGI_KEEPALIVE_TIMEOUT": "500ms",
+           "AIOWSGI_REQUEST_TIMEOUT": "1.5s", "AIOWSGI_GRACEFUL_TIMEOUT": "5m",
+           "AIOWSGI_QUEUE_TIMEOUT": "1h", "AIOWSGI_HEADER_TIMEOUT": "7",
+           "AIOWSGI_LOG_LEVEL": "WARN"}
+    assert cli.main(["serve", "tests.apps.echo:hello"], env) == 0
+    config = served[0][1]
+    assert (config.max_body_size, config.body_buffer_size, config.send_buffer_size,
+            config.access_log_buffer, config.max_chunk_line) == (
+        10 * 1024**2, 64 * 1024, 1024**2, 64 * 1024, 2048)
+    assert (config.keepalive_timeout, config.request_timeout, config.graceful_timeout,
+            config.queue_timeout, config.header_timeout, config.log_level) == (
+        0.5, 1.5, 300.0, 3600.0, 7.0, "warning")
+
+
+def test_sizes_and_times_are_read_with_the_command_lines_reader() -> None:
+    assert environment.read_options({"AIOWSGI_MAX_BODY_SIZE": "1G",
+                                     "AIOWSGI_SWITCH_INTERVAL": "2ms"}) == {
+        "max_body_size": 1024**3, "switch_interval": 0.002}
 
 
 @pytest.mark.parametrize(("env", "message"), [

@@ -5,10 +5,12 @@ shutdown_delay."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import signal
 import socket
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 
 from aiowsgi import Config, ConfigError, allocator, run
-from aiowsgi.runner import configure_logging
+from aiowsgi.runner import auto_loop, configure_logging, loop_factory
 
 from .apps.echo import hello
 from .http import get_over
@@ -224,3 +226,15 @@ def test_shutdown_delay_keeps_serving_after_sigterm(tmp_path: Path) -> None:
 
         assert asyncio.run(fetch()) == b"still here"  # accepted during the delay
         assert srv.wait() == 0
+
+
+def test_auto_loop_is_uvloop_when_installed() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert auto_loop() == f"uvloop {importlib.metadata.version('uvloop')}"
+    assert loop_factory("auto") is uvloop.new_event_loop
+
+
+def test_auto_loop_is_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop: ImportError
+    assert auto_loop() == "asyncio (uvloop not installed)"
+    assert loop_factory("auto") is asyncio.new_event_loop
