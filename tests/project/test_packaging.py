@@ -167,6 +167,7 @@ def _serving(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[int
             proc.stderr.close()
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT + 60)  # the whole suite, under AIOWSGI_SDIST_SUITE=1
 def test_the_suite_runs_from_the_sdist(dists: Dists) -> None:
     """A few modules of the suite run from the unpacked sdist, with this interpreter (which
     has the dev extra); with AIOWSGI_SDIST_SUITE=1, all of them (but this one)."""
