@@ -25,6 +25,7 @@ from typing import Any
 
 from . import accesslog, allocator, environment, metrics
 from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
+from .loading import check_application
 from .server import Server
 from .supervisor import SupervisorPipe
 from .tls import tls_context
@@ -102,9 +103,11 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
 
     A second signal during the graceful shutdown closes every connection at once.  It
     takes the server's options and the process's (``loop``, ``log_level``...), not the
-    command line's (``workers``, ``reload``, ``reload_dir``): those are a TypeError.
+    command line's (``workers``, ``reload``, ``reload_dir``): those are a TypeError, and so
+    is an application that cannot be a WSGI one (an ASGI application).
     """
     config = with_systemd_sockets(config_for("run()", RUN_SCOPES, config, options))
+    check_application(app)
     factory = loop_factory(config.loop)
     configure_logging(config.log_level, config.log_config)
     allocator.tune(config.malloc_trim_threshold)

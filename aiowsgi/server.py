@@ -21,6 +21,7 @@ from . import deadlines
 from .config import SERVER_SCOPES, Config, ConfigError, config_for
 from .connection import HTTPConnection
 from .handoff import resolve
+from .loading import check_application
 from .pool import WorkerPool
 from .serverstate import ServerState
 from .sockets import SocketFile, bind_sockets, remove_socket_files, socket_files
@@ -47,6 +48,7 @@ class Server:
     def __init__(self, app: WSGIApp, config: Config | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"the WSGI application must be callable, got {app!r}")
+        check_application(app)
         self.app = app
         self.config = config_for("Server()", SERVER_SCOPES, config, options)
         self._servers: list[asyncio.Server] = []

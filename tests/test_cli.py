@@ -224,6 +224,47 @@ def test_debug_log_level_shows_the_import_traceback(
         assert one_line(run_aiowsgi("serve", spec, "--port", port, cwd=app_dir)) == last
 
 
+ASGI_SERVER = "but aiowsgi serves WSGI applications: serve it with an ASGI server such as uvicorn"
+NOT_WSGI = "tests.apps.notwsgi"
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param([], id="one-server"),
+    pytest.param(["--workers", "2"], id="workers"),  # the supervisor refuses it, no worker
+    pytest.param(["--reload"], id="reload"),
+])
+@pytest.mark.parametrize(("spec", "factory", "line"), [
+    pytest.param(f"{NOT_WSGI}:asgi_function", False,
+                 f"'{NOT_WSGI}:asgi_function' looks like an ASGI application (async def "
+                 f"asgi_function(scope, receive, send)), {ASGI_SERVER} (uvicorn "
+                 f"{NOT_WSGI}:asgi_function)", id="asgi-function"),
+    pytest.param(f"{NOT_WSGI}:asgi_object", False,
+                 f"'{NOT_WSGI}:asgi_object' looks like an ASGI application (async def "
+                 f"__call__(self, scope, receive, send)), {ASGI_SERVER} (uvicorn "
+                 f"{NOT_WSGI}:asgi_object)", id="asgi-object"),
+    pytest.param(f"{NOT_WSGI}:make_asgi", True,
+                 f"what the factory '{NOT_WSGI}:make_asgi' returned looks like an ASGI "
+                 f"application (async def __call__(self, scope, receive, send)), "
+                 f"{ASGI_SERVER} (uvicorn --factory {NOT_WSGI}:make_asgi)",
+                 id="factory-of-asgi"),
+    pytest.param(f"{NOT_WSGI}:no_argument", False,
+                 f"'{NOT_WSGI}:no_argument' cannot be called as a WSGI application, "
+                 "app(environ, start_response): it takes (); if it returns the application, "
+                 "call it first (aiowsgi serve --factory)", id="no-argument"),
+])
+def test_what_cannot_be_a_wsgi_application_is_refused_at_start(
+        tmp_path: Path, spec: str, factory: bool, line: str, args: list[str]) -> None:
+    """An ASGI application (or a callable WSGI cannot call) exits 1 with one line, before
+    anything serves it: served, it would answer every request with a 500."""
+    if "--reload" in args:
+        pytest.importorskip("watchfiles")
+    with taken_port() as port:  # were it not refused, it could not serve either
+        result = run_aiowsgi("serve", spec, "--port", port, *args,
+                             *(["--factory"] if factory else []), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == f"aiowsgi: error: {line}"
+
+
 # -- bad option values ----------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from aiowsgi import server as server_module
 from aiowsgi.connection import HTTPConnection
 from aiowsgi.serverstate import ServerState
 
+from .apps import notwsgi
 from .apps.echo import hello
 from .apps.gate import Gate
 from .http import RawClient
@@ -47,6 +48,22 @@ async def test_server_takes_a_config_and_options() -> None:
         Server("not an app")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         _ = server.url
+
+
+ASGI = "looks like an ASGI application"
+
+
+async def test_what_cannot_be_a_wsgi_application_is_refused() -> None:
+    """The same check and words as the command line's (tests/test_loading.py has the
+    shapes): an ASGI application, or a callable WSGI cannot call, is a TypeError."""
+    apps: Any = notwsgi  # mypy refuses them too, where the code is typed
+    with pytest.raises(TypeError, match=r"^the tests\.apps\.notwsgi\.ASGIApp object " + ASGI):
+        Server(apps.asgi_object, port=0)
+    with pytest.raises(TypeError, match=r"^tests\.apps\.notwsgi\.asgi_function " + ASGI):
+        await serve(apps.asgi_function, port=0)
+    with pytest.raises(TypeError, match=r"^tests\.apps\.notwsgi\.one_argument cannot be "
+                                        r"called as a WSGI application"):
+        Server(apps.one_argument)
 
 
 async def test_port_in_use_is_a_clear_error() -> None:
