@@ -78,9 +78,11 @@ def _systemd_sockets() -> tuple[str, ...]:
     return tuple(f"fd://{fd}" for fd in range(3, 3 + int(count)))
 
 
-def configure_logging(level: str, log_config: str = "") -> None:
+def configure_logging(level: str, log_config: str = "", role: str = "") -> None:
     """Apply ``log_config`` (JSON for dictConfig, else INI for fileConfig); without one,
-    log aiowsgi's messages to stderr unless the program configured logging itself."""
+    log aiowsgi's messages to stderr unless the program configured logging itself, with
+    the process's ``role`` ("worker", "supervisor") and id in each line when it is one of
+    several (:func:`aiowsgi.accesslog.log_format`)."""
     if log_config:
         try:
             if log_config.endswith(".json"):
@@ -95,7 +97,12 @@ def configure_logging(level: str, log_config: str = "") -> None:
     logger = logging.getLogger("aiowsgi")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
-        logger.addHandler(accesslog.DefaultHandler())
+        logger.addHandler(accesslog.DefaultHandler(role))
+
+
+def supervised() -> bool:
+    """Whether this process is a ``--workers`` (or ``--reload``) worker."""
+    return os.environ.get(environment.SUPERVISED) == "1"
 
 
 def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
@@ -109,7 +116,7 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     config = with_systemd_sockets(config_for("run()", RUN_SCOPES, config, options))
     check_application(app)
     factory = loop_factory(config.loop)
-    configure_logging(config.log_level, config.log_config)
+    configure_logging(config.log_level, config.log_config, "worker" if supervised() else "")
     allocator.tune(config.malloc_trim_threshold)
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -155,7 +162,7 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
             log.info("%s received: shutting down gracefully", signum.name)
         await server.shutdown()
 
-    supervised = os.environ.get(environment.SUPERVISED) == "1"
+    is_worker = supervised()
 
     async def watch_supervisor(parent: int) -> None:
         # a worker whose supervisor died (SIGKILL, a crash) must not live on as an orphan
@@ -165,12 +172,12 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
         await server.shutdown()
 
     def on_signal(signum: signal.Signals) -> None:
-        if supervised and signum == signal.SIGINT:
+        if is_worker and signum == signal.SIGINT:
             return  # a terminal's Ctrl-C reaches the whole group: the supervisor decides
-        if supervised and signum == signal.SIGQUIT:
+        if is_worker and signum == signal.SIGQUIT:
             received.append(signum)
             signum = signal.SIGINT  # the supervisor's "close everything now"
-        elif supervised and received:
+        elif is_worker and received:
             return  # systemd and the supervisor may both send SIGTERM: one drain is enough
         received.append(signum)
         if len(received) == 1:
@@ -193,12 +200,12 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
                                              lambda: [({}, server.stats())])
                 log.info("metrics at http://%s/metrics", config.metrics_bind)
             stats_fd = os.environ.pop(environment.STATS_FD, "")
-            if supervised and stats_fd.isdigit():
+            if is_worker and stats_fd.isdigit():
                 stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
-            log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
-                     _loop_name(loop), config.threads)
+            log.info("aiowsgi serving %s (%s loop, %s)", ", ".join(server.urls),
+                     _loop_name(loop), accesslog.counted(config.threads, "thread"))
             to_supervisor.serving()
-            if supervised:
+            if is_worker:
                 tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
             await server.serve_forever()  # returns once the server stops accepting
             to_supervisor.stopped_accepting()

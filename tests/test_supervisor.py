@@ -40,13 +40,38 @@ def test_reload_on_change(tmp_path: Path) -> None:
     module.write_text(app_module("before"))
     with ServeProcess("devapp:app", "--app-dir", str(tmp_path), "--port", "0", "--reload",
                       "--reload-dir", str(tmp_path), "--no-access-log",
-                      ready="supervisor") as srv:
+                      ready="supervisor serving") as srv:
         assert srv.get() == b"before"
         module.write_text(app_module("after"))
         # the same port answers throughout
         wait_for(lambda: srv.get() == b"after", "the reload")
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
+        said = said_by(srv.output())
+    assert said[srv.proc.pid][0] == ("supervisor", "aiowsgi supervisor serving "
+                                     f"http://127.0.0.1:{srv.port} with 1 worker")
+    assert ("supervisor", "replacing the worker") in said[srv.proc.pid]
+    assert len([pid for pid, lines in said.items() if lines[0][0] == "worker"]) >= 2
+
+
+# What each process said: its lines, by pid, as (role, message); any other line fails.
+LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[(worker|supervisor) (\d+)\] "
+                  r"\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\] (.*)\n")
+
+
+def said_by(lines: list[str]) -> dict[int, list[tuple[str, str]]]:
+    said: dict[int, list[tuple[str, str]]] = {}
+    for line in lines:
+        match = LINE.fullmatch(line)
+        assert match, f"a line without its process: {line!r} in\n{''.join(lines)}"
+        role, pid, message = match.groups()
+        said.setdefault(int(pid), []).append((role, message))
+    return said
+
+
+def received(said: list[tuple[str, str]]) -> list[str]:
+    """What a process said it received."""
+    return [message for _, message in said if " received" in message]
 
 
 # -- --workers ------------------------------------------------------------------------
@@ -58,7 +83,7 @@ def pid_workers(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
     the worker), on a port of its choosing, with ``args``; serving when this returns."""
     (tmp_path / "pidapp.py").write_text(app)
     return ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                        "2", "--no-access-log", *args, env=env, ready="supervisor")
+                        "2", "--no-access-log", *args, env=env, ready="supervisor serving")
 
 
 @pytest.fixture
@@ -121,6 +146,49 @@ def test_workers_serve_and_drain_on_sigterm(supervised: ServeProcess) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
+def test_every_line_names_its_process_and_each_says_once_what_ctrl_c_did(
+        tmp_path: Path) -> None:
+    """Two workers say the same things: each line carries its process's role and id, the
+    access log's too (written around logging); the supervisor's lines say so.  A Ctrl+C
+    reaches every process: the supervisor says it got SIGINT and stops the workers, each
+    worker says once that it got the SIGTERM the supervisor sent."""
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", ready="supervisor serving", new_session=True) as srv:
+        workers = srv.workers()
+        answered: dict[str, int] = {}
+
+        def both_answered() -> bool:
+            path = f"/{len(answered)}"
+            answered[path] = int(srv.get(path))
+            return set(answered.values()) == workers
+
+        wait_for(both_answered, "an answer from each worker")
+        os.killpg(srv.proc.pid, signal.SIGINT)  # Ctrl+C: the supervisor and every worker
+        assert srv.wait() == 0
+        said = said_by(srv.output())
+    supervisor = srv.proc.pid
+    assert set(said) == workers | {supervisor}
+    assert {role for role, _ in said[supervisor]} == {"supervisor"}
+    assert said[supervisor][0][1] == (f"aiowsgi supervisor serving http://127.0.0.1:{srv.port} "
+                                      "with 2 workers")
+    assert received(said[supervisor]) == [
+        "SIGINT received: stopping 2 workers gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops them at once)"]
+    assert said[supervisor][-1][1] == "every worker has stopped"
+    serving = set()
+    for pid in workers:
+        assert {role for role, _ in said[pid]} == {"worker"}
+        messages = [message for _, message in said[pid]]
+        serving.add(messages[0])  # the same words in both workers
+        assert messages[0].startswith(f"aiowsgi serving http://127.0.0.1:{srv.port} (")
+        assert received(said[pid]) == ["SIGTERM received: shutting down gracefully"]
+        assert messages[-1] == "shutdown complete"
+    assert len(serving) == 1
+    for path, pid in answered.items():  # each request in the access log of its worker
+        assert [message for _, message in said[pid] if f'"GET {path} HTTP/1.1" 200' in message]
+
+
 def test_a_dead_worker_is_replaced(supervised: ServeProcess) -> None:
     first = supervised.workers()
     victim = min(first)
@@ -150,6 +218,9 @@ def test_sighup_replaces_every_worker_losing_no_connection(
         assert clients.failures == []
         assert set(clients.answers) <= before | after and set(clients.answers) & after
         assert srv.stop() == 0
+        said = said_by(srv.output())[srv.proc.pid]
+    assert ("supervisor", "SIGHUP received: reloading") in said
+    assert ("supervisor", "replacing 2 workers one by one") in said
 
 
 @needs_reuse_port
@@ -294,7 +365,7 @@ def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     marker, release = tmp_path / "entered", tmp_path / "release"
     with ServeProcess("slowapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--no-access-log", ready="supervisor", new_session=True,
+                      "2", "--no-access-log", ready="supervisor serving", new_session=True,
                       env={"MARKER": str(marker), "RELEASE": str(release)}) as srv:
         result: list[bytes] = []
 
@@ -391,7 +462,7 @@ def test_a_stop_signal_to_the_group_at_any_moment_of_the_start_is_no_failure(
             (gate / f"release-{importing(gate)[0]}").touch()
             wait_for(lambda: len(importing(gate)) == 2, "the second worker to import the app")
         else:
-            wait_for(lambda: any("supervisor" in line for line in srv.lines),
+            wait_for(lambda: any("supervisor serving" in line for line in srv.lines),
                      "both workers to serve")
         os.killpg(srv.proc.pid, signum)  # the supervisor and every worker
         code = srv.wait()
@@ -445,7 +516,7 @@ def test_workers_take_their_options_from_the_command_line_not_the_environment(
     env = {"AIOWSGI_THREADS": "4", "AIOWSGI_RELOAD": "true",
            "AIOWSGI_RELOAD_DIR": str(tmp_path)}
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--threads", "8", "--no-access-log", ready="supervisor",
+                      "2", "--threads", "8", "--no-access-log", ready="supervisor serving",
                       new_session=True, env=env) as srv:
         started = [line for line in srv.lines if "aiowsgi serving" in line]
         assert len(started) == 2 and all("8 threads" in line for line in started), srv.lines
