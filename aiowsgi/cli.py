@@ -195,7 +195,9 @@ def main(argv: Sequence[str] | None = None,
 @contextlib.contextmanager
 def _stoppable_start() -> Iterator[None]:
     """A stop signal during start-up (a slow import, an orchestrator that stops a pod right
-    after starting it) ends the command quietly with status 0, as one during serving does.
+    after starting it) ends the command quietly with status 0, as one during serving does;
+    a SIGHUP then is ignored, as while serving (without a word: logging is not set up yet,
+    and a handler must not write to a stream the start may be writing to).
 
     The handlers stay in place until ``run()`` or the supervisor install their own (and
     put these back when they are done), so no moment of the start is left without one;
@@ -211,10 +213,14 @@ def _stoppable_start() -> Iterator[None]:
             stopping = True  # must not interrupt the stop itself
             raise StopSignal(signum)
 
+    def hung_up(signum: int, frame: object) -> None:
+        """Not SIG_IGN: the processes the application starts meanwhile do not inherit it."""
+
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum, ours in ((signal.SIGTERM, raise_stopped), (signal.SIGINT, raise_stopped),
+                         (signal.SIGHUP, hung_up)):
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, raise_stopped)
+            previous[signum] = signal.signal(signum, ours)
     try:
         yield
     finally:

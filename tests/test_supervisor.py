@@ -5,6 +5,7 @@ each worker on its own socket (SO_REUSEPORT) where the system spreads connection
 from __future__ import annotations
 
 import asyncio
+import http.client
 import importlib.util
 import os
 import re
@@ -187,6 +188,64 @@ def test_every_line_names_its_process_and_each_says_once_what_ctrl_c_did(
     assert len(serving) == 1
     for path, pid in answered.items():  # each request in the access log of its worker
         assert [message for _, message in said[pid] if f'"GET {path} HTTP/1.1" 200' in message]
+
+
+def test_a_second_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
+    """The first Ctrl+C drains (the worker with a request in flight says so); a second
+    one makes every worker close its connections at once, however long the graceful
+    timeout: the request held by the application is cut off, and everything exits."""
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    marker, release = tmp_path / "entered", tmp_path / "release"
+    outcome: list[object] = []
+
+    def request(port: int) -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+                outcome.append(r.read())
+        except (OSError, http.client.HTTPException) as exc:
+            outcome.append(exc)
+
+    with ServeProcess("slowapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", "--no-access-log", "--graceful-timeout", str(4 * SAFETY),
+                      ready="supervisor serving", new_session=True,
+                      env={"MARKER": str(marker), "RELEASE": str(release)}) as srv:
+        client = threading.Thread(target=request, args=(srv.port,))
+        try:
+            client.start()
+            wait_for(marker.exists, "the request to reach the app")
+            os.killpg(srv.proc.pid, signal.SIGINT)
+            srv.wait_logged("draining: 1 request in flight, 1 connection open; waiting up to "
+                            f"{4 * SAFETY:g}s for it to finish")
+            os.killpg(srv.proc.pid, signal.SIGINT)
+            assert srv.wait() == 0  # long before the graceful timeout, the request held
+            client.join(SAFETY)
+            said = said_by(srv.output())
+        finally:
+            release.touch()
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError | http.client.HTTPException)
+    assert received(said[srv.proc.pid]) == [
+        "SIGINT received: stopping 2 workers gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops them at once)",
+        "SIGINT received while stopping: the workers close every connection now"]
+    (busy,) = [pid for pid, lines in said.items()
+               if any(message.startswith("draining: 1 request") for _, message in lines)]
+    assert received(said[busy]) == [
+        "SIGTERM received: shutting down gracefully",
+        "SIGQUIT received while shutting down: closing every connection now"]
+    assert ("worker", "stopping at once: cutting off 1 request still in flight") in said[busy]
+
+
+def test_a_worker_ignores_a_sighup_of_its_own(supervised: ServeProcess) -> None:
+    """SIGHUP replaces the workers when the supervisor gets it; a worker that gets one
+    (a hangup of the whole group, a kill aimed at it) says so and serves on."""
+    workers = supervised.workers()
+    worker = min(workers)
+    os.kill(worker, signal.SIGHUP)
+    supervised.wait_logged(f"[worker {worker}] [INFO] SIGHUP ignored: the supervisor (pid "
+                           f"{supervised.proc.pid}) replaces the workers when it gets one")
+    assert supervised.workers() == workers
+    assert supervised.pid() in workers
+    assert supervised.stop() == 0
 
 
 def test_a_dead_worker_is_replaced(supervised: ServeProcess) -> None:
