@@ -147,9 +147,17 @@ def _is_async(function: object) -> bool:
 
 def _signature(app: object) -> inspect.Signature | None:
     """``app``'s own signature (not the one a ``functools.wraps`` decorator copied), or
-    None if ``inspect`` cannot tell it."""
+    None if ``inspect`` cannot tell it.  An object's is its type's ``__call__``, bound:
+    ``inspect`` would take a proxy that forwards ``__code__`` and the like (to a bound
+    method, say) for a function, and read the wrong one."""
+    target: Any = app
+    if not (inspect.isroutine(app) or inspect.isclass(app)
+            or isinstance(app, functools.partial)):
+        call = inspect.getattr_static(type(app), "__call__", None)
+        bind = getattr(type(call), "__get__", None)
+        target = bind(call, app, type(app)) if bind is not None else call
     try:
-        return inspect.signature(app, follow_wrapped=False)  # type: ignore[arg-type]
+        return inspect.signature(target, follow_wrapped=False)
     except Exception:  # noqa: BLE001 - not only TypeError and ValueError: proxies, C types
         return None
 

@@ -166,6 +166,21 @@ class Unreadable:
         return hello(environ, start_response)
 
 
+class Proxy:
+    """A handle that passes every attribute on to what it wraps (as aiowsgi.testing's
+    does): ``inspect`` would read the signature of a bound method it wraps, ``self``
+    included, if it asked the handle for ``__code__``."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.__wrapped__ = app
+
+    def __call__(self, environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+        return self.__wrapped__(environ, start_response)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__wrapped__, name)
+
+
 ACCEPTED: dict[str, object] = {
     "function": hello,
     "object": Callable2(),
@@ -177,4 +192,5 @@ ACCEPTED: dict[str, object] = {
     "middleware": Middleware(hello),
     "wraps a one-argument view": view,
     "unreadable signature": Unreadable(),
+    "proxy of a bound method": Proxy(Callable2().wsgi_app),
 }
