@@ -284,7 +284,7 @@ class Supervisor:
                                      "every connection now")
             else:
                 self.news.append(f"{name} received: stopping {{workers}} gracefully "
-                                 "(a second SIGINT (Ctrl+C) or SIGTERM stops them at once)")
+                                 "(a second SIGINT (Ctrl+C) or SIGTERM stops {them} at once)")
             self.stopping = self.stopping or signum
         elif signum == signal.SIGHUP and not self.stopping:
             self.reload = True
@@ -292,10 +292,11 @@ class Supervisor:
 
     def _report(self) -> None:
         """Log what the signal handler had to say."""
-        while self.news:
-            live = [worker for worker in [*self.workers, *self.leaving, self.starting]
+        while self.news:  # the workers it stops: those that are leaving stop already
+            live = [worker for worker in [*self.workers, self.starting]
                     if worker is not None and worker.proc.poll() is None]
-            log.info(self.news.pop(0).replace("{workers}", counted(len(live), "worker")))
+            log.info(self.news.pop(0).replace("{workers}", counted(len(live), "worker"))
+                     .replace("{them}", "it" if len(live) == 1 else "them"))
 
     def _drain_wakeups(self) -> None:
         try:

@@ -52,6 +52,9 @@ def test_reload_on_change(tmp_path: Path) -> None:
     assert said[srv.proc.pid][0] == ("supervisor", "aiowsgi supervisor serving "
                                      f"http://127.0.0.1:{srv.port} with 1 worker")
     assert ("supervisor", "replacing the worker") in said[srv.proc.pid]
+    assert received(said[srv.proc.pid]) == [
+        "SIGTERM received: stopping 1 worker gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops it at once)"]
     assert len([pid for pid, lines in said.items() if lines[0][0] == "worker"]) >= 2
 
 
