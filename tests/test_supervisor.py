@@ -251,6 +251,20 @@ def test_a_worker_ignores_a_sighup_of_its_own(supervised: ServeProcess) -> None:
     assert supervised.stop() == 0
 
 
+def test_a_worker_stops_at_once_on_a_sigquit_of_its_own(supervised: ServeProcess) -> None:
+    """SIGQUIT is the supervisor's "close everything now"; one that comes first (no
+    SIGTERM before it) stops the worker too, and its successor takes over."""
+    workers = supervised.workers()
+    worker = min(workers)
+    os.kill(worker, signal.SIGQUIT)
+    supervised.wait_logged(f"[worker {worker}] [INFO] SIGQUIT received: closing every "
+                           "connection now")
+    wait_for(lambda: worker not in supervised.workers() and len(supervised.workers()) == 2,
+             "its successor")
+    assert supervised.pid() in supervised.workers()
+    assert supervised.stop() == 0
+
+
 def test_a_dead_worker_is_replaced(supervised: ServeProcess) -> None:
     first = supervised.workers()
     victim = min(first)
@@ -546,6 +560,19 @@ def test_a_stop_signal_while_a_lone_server_imports_is_no_failure(
         lines = srv.output()
         assert (code, [line for line in lines if ERROR_LINE.search(line)]) == (0, []), \
             "".join(lines)
+
+
+def test_a_sighup_while_a_lone_server_imports_is_ignored(tmp_path: Path) -> None:
+    """Before the server's handlers exist (a slow import), a SIGHUP is no exit either."""
+    srv, gate = gated_server(tmp_path, released=False, gate_main=True, workers=1)
+    with srv:
+        wait_for(lambda: list(gate.glob("main-importing-*")), "the server's import")
+        srv.signal(signal.SIGHUP)
+        (gate / "all").touch()
+        srv.wait_logged("aiowsgi serving")
+        assert srv.proc.poll() is None
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
 
 
 FAILING_APP = """
