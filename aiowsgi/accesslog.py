@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -28,8 +29,23 @@ from .linewriter import LineWriter
 log = logging.getLogger("aiowsgi.access")
 errors = logging.getLogger("aiowsgi.error")
 
-#: The format of aiowsgi's own stderr handler (for every aiowsgi logger).
+#: The format of aiowsgi's own stderr handler (for every aiowsgi logger) in a process
+#: that serves alone; see :func:`log_format` for the processes of ``--workers``.
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(message)s"
+
+
+def log_format(role: str = "") -> str:
+    """The format of aiowsgi's own stderr handler in a process of ``role``: "" for one
+    that serves alone, else "worker" or "supervisor", written with the process id
+    (``[worker 4242]``), so that the lines of several processes, which share stderr and
+    say the same things, can be told apart."""
+    return f"%(asctime)s [{role} %(process)d] [%(levelname)s] %(message)s" if role \
+        else LOG_FORMAT
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 worker``, ``2 workers``: a count and its noun, for a log message."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s [%(t)s] "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s %(X)s'
 
@@ -176,23 +192,25 @@ _CONVERSION = re.compile(r"%(?:%|\(([^()]*)\)s)")
 _REQUEST_LINE = ("r", "m", "U", "q", "H")
 
 
-def compile_line(fmt: str, prefixed: bool) -> Line:
+def compile_line(fmt: str, prefixed: bool, role: str = "") -> Line:
     """A function giving the text of a request's line: ``fmt % atoms(fmt, ...)``, after
-    :func:`prefix` if ``prefixed``, and a newline.
+    :func:`prefix` (of a process of ``role``) if ``prefixed``, and a newline.
 
     It is one f-string that computes only the atoms ``fmt`` uses: several times faster
     than the atoms and a %-operation.  Formats with other conversions than ``%(name)s``
-    and ``%%`` (widths, say) get the general way."""
+    and ``%%`` (widths, say) get the general way.  The process id in the prefix is read
+    once, here: a line costs the same with it as without."""
+    after_time = _after_time(role) if prefixed else None
     header_atoms = {key: (kind, lookup) for key, kind, lookup in _header_atoms(fmt)}
     # the f-string, as adjacent literals: fixed text as repr(), atoms as f"..."
-    parts = ['f"{LOG_TIME}"', repr(_PREFIX % "")] if prefixed else []
+    parts = ['f"{LOG_TIME}"', repr(after_time)] if after_time is not None else []
     headers: list[str] = []  # header names, passed as H0, H1... (never spelled in source)
     names = set()
     end = 0
     for match in _CONVERSION.finditer(fmt):
         literal = fmt[end:match.start()]
         if "%" in literal:
-            return functools.partial(_general, fmt, prefixed)
+            return functools.partial(_general, fmt, after_time)
         parts.append(repr(literal))
         end = match.end()
         name = match.group(1)
@@ -208,7 +226,7 @@ def compile_line(fmt: str, prefixed: bool) -> Line:
             names.add(name)
             parts.append(f'f"{_COMPILED[name]}"')
     if "%" in fmt[end:]:
-        return functools.partial(_general, fmt, prefixed)
+        return functools.partial(_general, fmt, after_time)
     parts.append(repr(fmt[end:] + "\n"))
     source = ["def line(environ, status, body_bytes, headers, now, duration, ending):",
               "    global LOG_MS, LOG_TIME, CLF_SECOND, CLF_TIME",
@@ -236,31 +254,37 @@ def compile_line(fmt: str, prefixed: bool) -> Line:
     return namespace["line"]  # type: ignore[no-any-return]
 
 
-def _general(fmt: str, prefixed: bool, environ: Mapping[str, Any], status: str | None,
-             body_bytes: int, headers: list[tuple[str, str]] | None, now: int,
-             duration: float, ending: str) -> str:
+def _general(fmt: str, after_time: str | None, environ: Mapping[str, Any],
+             status: str | None, body_bytes: int, headers: list[tuple[str, str]] | None,
+             now: int, duration: float, ending: str) -> str:
     text = fmt % atoms(fmt, environ, status, body_bytes, headers, now / 1e9 - duration,
                        duration, ending)
-    return f"{prefix(now)}{text}\n" if prefixed else text + "\n"
+    if after_time is None:
+        return text + "\n"
+    return f"{_log_time(now // 1_000_000)}{after_time}{text}\n"
 
 
 class DefaultHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """aiowsgi's stderr handler, installed by ``run()`` when the program configured no
-    logging.  While it is the only place access records would go, the access log
-    writes its lines itself, with the same prefix (:func:`prefix`)."""
+    logging, in a process of ``role`` (see :func:`log_format`).  While it is the only
+    place access records would go, the access log writes its lines itself, with the
+    same prefix (:func:`prefix`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, role: str = "") -> None:
         super().__init__()
-        self.setFormatter(logging.Formatter(LOG_FORMAT))
+        self.role = role
+        self.setFormatter(logging.Formatter(log_format(role)))
 
 
-def prefix(now_ns: int) -> str:
-    """What :class:`DefaultHandler`'s formatter puts before an info message logged at
-    ``now_ns`` (``time.time_ns()``)."""
-    return _PREFIX % _log_time(now_ns // 1_000_000)
+def prefix(now_ns: int, role: str = "") -> str:
+    """What :class:`DefaultHandler`'s formatter, in a process of ``role``, puts before an
+    info message logged at ``now_ns`` (``time.time_ns()``)."""
+    return _log_time(now_ns // 1_000_000) + _after_time(role)
 
 
-_PREFIX = "%s [INFO] "  # after logging's asctime
+def _after_time(role: str) -> str:
+    """The prefix of an info line after logging's asctime, in this process."""
+    return f" [{role} {os.getpid()}] [INFO] " if role else " [INFO] "
 
 
 def _log_time(millisecond: int) -> str:
@@ -284,7 +308,8 @@ def _sole_handler() -> DefaultHandler | None:
     handler = parent.handlers[0]
     if (type(handler) is not DefaultHandler or handler.filters
             or handler.level > logging.INFO or handler.formatter is None
-            or handler.formatter._fmt != LOG_FORMAT or handler.formatter.datefmt):
+            or handler.formatter._fmt != log_format(handler.role)
+            or handler.formatter.datefmt):
         return None
     if parent.propagate and logging.getLogger().handlers:
         return None  # the root logger's handlers would get the records too
@@ -311,14 +336,15 @@ def _writing(line: Line, add: Callable[[str], None]) -> Callable[..., None]:
 
 
 class AccessLog:
-    """One server's access log, set up at its start (see the module's docstring)."""
+    """One server's access log, set up at its start (see the module's docstring);
+    ``role`` is that of the process whose handler the writer writes for."""
 
-    def __init__(self, fmt: str, writer: LineWriter | None) -> None:
+    def __init__(self, fmt: str, writer: LineWriter | None, role: str = "") -> None:
         self.fmt = fmt
         self.writer = writer
         if writer is not None:
             self.write = _writing(  # type: ignore[method-assign]
-                compile_line(fmt, prefixed=True), writer.add)
+                compile_line(fmt, prefixed=True, role=role), writer.add)
 
     @property
     def dropped(self) -> int:
@@ -343,15 +369,18 @@ class AccessLog:
             return
         unwritten = await writer.close(timeout)
         if writer.dropped_full:
-            errors.warning("%d access log line(s) dropped: more than access_log_buffer=%d "
-                           "characters were waiting to be written", writer.dropped_full,
+            errors.warning("%s dropped: more than access_log_buffer=%d characters were "
+                           "waiting to be written", counted(writer.dropped_full, _LINE),
                            writer.limit)
         if writer.dropped_failed:
-            errors.warning("%d access log line(s) could not be written (%s)",
-                           writer.dropped_failed, writer.failure)
+            errors.warning("%s could not be written (%s)",
+                           counted(writer.dropped_failed, _LINE), writer.failure)
         if unwritten:
-            errors.warning("%d access log line(s) were still being written at the end of "
-                           "the shutdown", unwritten)
+            errors.warning("%s still being written at the end of the shutdown",
+                           counted(unwritten, _LINE))
+
+
+_LINE = "access log line"
 
 
 def open_access_log(access_log: bool, fmt: str, buffer: int) -> AccessLog | None:
@@ -359,6 +388,7 @@ def open_access_log(access_log: bool, fmt: str, buffer: int) -> AccessLog | None
     if not (access_log and log.isEnabledFor(logging.INFO)):
         return None
     handler = _sole_handler()
-    writer = (LineWriter(functools.partial(_emit, handler), buffer, "aiowsgi-access-log")
-              if handler is not None else None)
-    return AccessLog(fmt, writer)
+    if handler is None:
+        return AccessLog(fmt, None)
+    writer = LineWriter(functools.partial(_emit, handler), buffer, "aiowsgi-access-log")
+    return AccessLog(fmt, writer, handler.role)

@@ -48,6 +48,7 @@ from .runner import (
     configure_logging,
     restore_signal_handler,
     run,
+    supervised,
     with_systemd_sockets,
 )
 from .supervisor import supervise, worker_command
@@ -322,7 +323,9 @@ def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[Confi
 @contextlib.contextmanager
 def _stoppable_start() -> Iterator[None]:
     """A stop signal during start-up (a slow import, an orchestrator that stops a pod right
-    after starting it) ends the command quietly with status 0, as one during serving does.
+    after starting it) ends the command quietly with status 0, as one during serving does;
+    a SIGHUP then is ignored, as while serving (without a word: logging is not set up yet,
+    and a handler must not write to a stream the start may be writing to).
 
     The handlers stay in place until ``run()`` or the supervisor install their own (and
     put these back when they are done), so no moment of the start is left without one;
@@ -338,10 +341,14 @@ def _stoppable_start() -> Iterator[None]:
             stopping = True  # must not interrupt the stop itself
             raise StopSignal(signum)
 
+    def hung_up(signum: int, frame: object) -> None:
+        """Not SIG_IGN: the processes the application starts meanwhile do not inherit it."""
+
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum, ours in ((signal.SIGTERM, raise_stopped), (signal.SIGINT, raise_stopped),
+                         (signal.SIGHUP, hung_up)):
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, raise_stopped)
+            previous[signum] = signal.signal(signum, ours)
     try:
         yield
     finally:
@@ -352,22 +359,22 @@ def _stoppable_start() -> Iterator[None]:
 def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Config,
                     option_error: Callable[[ConfigError], NoReturn]) -> int:
     """Import the application and serve it (or supervise its workers); the exit status."""
+    role = "worker" if supervised() else ""
     try:
         app = load_app(spec, factory=factory, app_dir=app_dir)
     except AppLoadError as exc:
         try:  # the logging run() would have set up: --log-level debug shows the traceback
-            configure_logging(config.log_level, config.log_config)
+            configure_logging(config.log_level, config.log_config, role)
         except ConfigError as config_exc:
             option_error(config_exc)
         if exc.__cause__ is not None:
             logging.getLogger("aiowsgi.error").debug(
                 "the application failed to load:", exc_info=exc.__cause__)
-        print(f"aiowsgi: error: {_one_line(str(exc))}", file=sys.stderr)
-        return 1
+        return _failed_to_start(str(exc))
     try:
         if config.workers > 1 or config.reload:
             config = with_systemd_sockets(config)
-            configure_logging(config.log_level, config.log_config)
+            configure_logging(config.log_level, config.log_config, "supervisor")
             argv = worker_command(spec) + (["--factory"] if factory else []) + (
                 ["--app-dir", app_dir] if app_dir is not None else [])
             return supervise(argv, config)
@@ -375,9 +382,18 @@ def _load_and_serve(spec: str, factory: bool, app_dir: str | None, config: Confi
     except ConfigError as exc:
         option_error(exc)
     except OSError as exc:
-        print(f"aiowsgi: error: {_one_line(exc.strerror or str(exc))}", file=sys.stderr)
-        return 1
+        return _failed_to_start(exc.strerror or str(exc))
     return 0
+
+
+def _failed_to_start(message: str) -> int:
+    """Say why the server did not start, in one line; exit status 1.  A worker logs it,
+    so that the line carries its id, as its others do; else it is the command's error."""
+    if supervised():
+        logging.getLogger("aiowsgi.error").error("cannot start: %s", _one_line(message))
+    else:
+        print(f"aiowsgi: error: {_one_line(message)}", file=sys.stderr)
+    return 1
 
 
 # options that need an extra: (the module it installs, the extra's name)

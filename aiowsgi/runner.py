@@ -2,7 +2,7 @@
 
 :class:`~aiowsgi.server.Server` is embeddable and leaves the process alone; this module
 owns what only one piece of code per process may own: the event loop (uvloop or
-asyncio), the SIGINT/SIGTERM/SIGQUIT handlers (put back afterwards), logging's
+asyncio), the SIGINT/SIGTERM/SIGQUIT/SIGHUP handlers (put back afterwards), logging's
 configuration, the allocator's thresholds, the metrics endpoint, systemd's socket
 activation, and the end of the protocol with a ``--workers`` supervisor (telling it the
 worker serves, then that it stopped accepting, answering its metrics queries, stopping when
@@ -25,6 +25,7 @@ from typing import Any
 
 from . import accesslog, allocator, environment, metrics
 from .config import RUN_SCOPES, SERVER_SCOPES, Config, ConfigError, config_for, narrowed_to
+from .loading import check_application
 from .server import Server
 from .supervisor import SupervisorPipe
 from .tls import tls_context
@@ -87,9 +88,11 @@ def _systemd_sockets() -> tuple[str, ...]:
     return tuple(f"fd://{fd}" for fd in range(3, 3 + int(count)))
 
 
-def configure_logging(level: str, log_config: str = "") -> None:
+def configure_logging(level: str, log_config: str = "", role: str = "") -> None:
     """Apply ``log_config`` (JSON for dictConfig, else INI for fileConfig); without one,
-    log aiowsgi's messages to stderr unless the program configured logging itself."""
+    log aiowsgi's messages to stderr unless the program configured logging itself, with
+    the process's ``role`` ("worker", "supervisor") and id in each line when it is one of
+    several (:func:`aiowsgi.accesslog.log_format`)."""
     if log_config:
         try:
             if log_config.endswith(".json"):
@@ -104,23 +107,31 @@ def configure_logging(level: str, log_config: str = "") -> None:
     logger = logging.getLogger("aiowsgi")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
-        logger.addHandler(accesslog.DefaultHandler())
+        logger.addHandler(accesslog.DefaultHandler(role))
+
+
+def supervised() -> bool:
+    """Whether this process is a ``--workers`` (or ``--reload``) worker."""
+    return os.environ.get(environment.SUPERVISED) == "1"
 
 
 def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
     """Serve ``app`` on a new event loop until SIGINT or SIGTERM, then shut down gracefully.
 
-    A second signal during the graceful shutdown closes every connection at once.  It
-    takes the server's options and the process's (``loop``, ``log_level``...), not the
-    command line's (``workers``, ``reload``, ``reload_dir``): those are a TypeError.
+    A second signal during the graceful shutdown closes every connection at once; SIGHUP
+    is ignored, with a warning (only a supervisor reloads).  It takes the server's
+    options and the process's (``loop``, ``log_level``...), not the command line's
+    (``workers``, ``reload``, ``reload_dir``): those are a TypeError, and so is an
+    application that cannot be a WSGI one (an ASGI application).
     """
     config = with_systemd_sockets(config_for("run()", RUN_SCOPES, config, options))
+    check_application(app)
     factory = loop_factory(config.loop)
-    configure_logging(config.log_level, config.log_config)
+    configure_logging(config.log_level, config.log_config, "worker" if supervised() else "")
     allocator.tune(config.malloc_trim_threshold)
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+        previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
     switch_interval = sys.getswitchinterval()
     if config.switch_interval:
         sys.setswitchinterval(config.switch_interval)
@@ -136,33 +147,90 @@ def run(app: WSGIApp, config: Config | None = None, **options: Any) -> None:
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)  # what run() handles while it serves
+_AGAIN = "a second SIGINT (Ctrl+C) or SIGTERM stops at once"
 
 
 def _stop_under_way(signum: int, frame: object) -> None:
-    """A stop signal while the loop winds down after a stop: dropped (see run())."""
+    """A signal while the loop winds down after a stop: dropped (see run())."""
+
+
+class _Signals:
+    """What each signal does to the serving process, said once in the log.
+
+    Alone, SIGINT, SIGTERM and SIGQUIT start a graceful shutdown and a second one closes
+    every connection at once.  A worker leaves SIGINT to its supervisor (a terminal's
+    Ctrl+C reaches the whole group), drains on the first SIGTERM only (systemd and the
+    supervisor may both send one), and takes SIGQUIT for the supervisor's "close
+    everything now".  SIGHUP is ignored with a log line: a hangup's default action, an
+    exit, would drop every request in flight, and only a supervisor can reload.
+    """
+
+    def __init__(self, server: Server, config: Config, supervised: bool) -> None:
+        self.server = server
+        self.config = config
+        self.supervised = supervised
+        self.stopping = False
+        self.forced = False
+        self.hurry = asyncio.Event()  # ends a shutdown_delay early
+        self.tasks: set[asyncio.Future[None]] = set()
+
+    def received(self, signum: signal.Signals) -> None:
+        if signum == signal.SIGHUP:
+            self._hangup()
+        elif not self.supervised:
+            (self._force if self.stopping else self._begin)(signum)
+        elif signum == signal.SIGQUIT:
+            self._force(signum)
+        elif signum == signal.SIGTERM and not self.stopping:
+            self._begin(signum)
+        # else, supervised: a SIGINT, or a SIGTERM after the first: the supervisor decides
+
+    def _begin(self, signum: signal.Signals) -> None:
+        self.stopping = True
+        self.tasks.add(asyncio.ensure_future(self._stop(signum)))
+
+    async def _stop(self, signum: signal.Signals) -> None:
+        again = "" if self.supervised else f" ({_AGAIN})"  # a worker's: its supervisor's
+        delay = self.config.shutdown_delay
+        if delay:
+            log.info("%s received: still serving for %gs (shutdown_delay), then shutting "
+                     "down gracefully%s", signum.name, delay, again)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hurry.wait(), delay)
+        else:
+            log.info("%s received: shutting down gracefully%s", signum.name, again)
+        await self.server.shutdown()
+
+    def _force(self, signum: signal.Signals) -> None:
+        if self.forced:
+            return
+        self.forced = True
+        if self.stopping:
+            log.info("%s received while shutting down: closing every connection now",
+                     signum.name)
+        else:
+            log.info("%s received: closing every connection now", signum.name)
+            self.stopping = True
+            self.tasks.add(asyncio.ensure_future(self.server.shutdown()))
+        self.hurry.set()
+        self.server.abort()
+
+    def _hangup(self) -> None:
+        if self.supervised:
+            log.info("SIGHUP ignored: the supervisor (pid %d) replaces the workers when it "
+                     "gets one", os.getppid())
+        else:
+            log.warning("SIGHUP ignored, still serving: reloading needs --workers or "
+                        "--reload")
 
 
 async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
     loop = asyncio.get_running_loop()
     server = Server(app, narrowed_to(config, SERVER_SCOPES))  # the rest is ours
-    signals = _STOP_SIGNALS
+    is_worker = supervised()
+    signals = _Signals(server, config, is_worker)
     handled: list[signal.Signals] = []
-    received: list[int] = []
-    tasks: set[asyncio.Future[None]] = set()
-
-    hurry = asyncio.Event()
-
-    async def stop(signum: signal.Signals) -> None:
-        if config.shutdown_delay:
-            log.info("%s received: still serving for %gs (shutdown_delay), then shutting "
-                     "down gracefully", signum.name, config.shutdown_delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hurry.wait(), config.shutdown_delay)
-        else:
-            log.info("%s received: shutting down gracefully", signum.name)
-        await server.shutdown()
-
-    supervised = os.environ.get(environment.SUPERVISED) == "1"
 
     async def watch_supervisor(parent: int) -> None:
         # a worker whose supervisor died (SIGKILL, a crash) must not live on as an orphan
@@ -171,25 +239,9 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
         log.warning("the supervisor is gone: shutting down")
         await server.shutdown()
 
-    def on_signal(signum: signal.Signals) -> None:
-        if supervised and signum == signal.SIGINT:
-            return  # a terminal's Ctrl-C reaches the whole group: the supervisor decides
-        if supervised and signum == signal.SIGQUIT:
-            received.append(signum)
-            signum = signal.SIGINT  # the supervisor's "close everything now"
-        elif supervised and received:
-            return  # systemd and the supervisor may both send SIGTERM: one drain is enough
-        received.append(signum)
-        if len(received) == 1:
-            tasks.add(asyncio.ensure_future(stop(signum)))
-        else:
-            log.info("%s received again: closing every connection now", signum.name)
-            hurry.set()
-            server.abort()
-
     if threading.current_thread() is threading.main_thread():
-        for signum in signals:
-            loop.add_signal_handler(signum, on_signal, signum)
+        for signum in _SIGNALS:
+            loop.add_signal_handler(signum, signals.received, signum)
             handled.append(signum)
     stop_metrics = stop_answering = None
     to_supervisor = SupervisorPipe()
@@ -200,13 +252,13 @@ async def _serve_until_signalled(app: WSGIApp, config: Config) -> None:
                                              lambda: [({}, server.stats())])
                 log.info("metrics at http://%s/metrics", config.metrics_bind)
             stats_fd = os.environ.pop(environment.STATS_FD, "")
-            if supervised and stats_fd.isdigit():
+            if is_worker and stats_fd.isdigit():
                 stop_answering = metrics.answer_queries(loop, int(stats_fd), server.stats)
-            log.info("aiowsgi serving %s (%s loop, %d threads)", ", ".join(server.urls),
-                     _loop_name(loop), config.threads)
+            log.info("aiowsgi serving %s (%s loop, %s)", ", ".join(server.urls),
+                     _loop_name(loop), accesslog.counted(config.threads, "thread"))
             to_supervisor.serving()
-            if supervised:
-                tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
+            if is_worker:
+                signals.tasks.add(asyncio.ensure_future(watch_supervisor(os.getppid())))
             await server.serve_forever()  # returns once the server stops accepting
             to_supervisor.stopped_accepting()
         log.info("shutdown complete")

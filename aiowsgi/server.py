@@ -18,9 +18,11 @@ from types import TracebackType
 from typing import Any
 
 from . import deadlines
+from .accesslog import counted
 from .config import SERVER_SCOPES, Config, ConfigError, config_for
 from .connection import HTTPConnection
 from .handoff import resolve
+from .loading import check_application
 from .pool import WorkerPool
 from .serverstate import ServerState
 from .sockets import SocketFile, bind_sockets, remove_socket_files, socket_files
@@ -47,6 +49,7 @@ class Server:
     def __init__(self, app: WSGIApp, config: Config | None = None, **options: Any) -> None:
         if not callable(app):
             raise TypeError(f"the WSGI application must be callable, got {app!r}")
+        check_application(app)
         self.app = app
         self.config = config_for("Server()", SERVER_SCOPES, config, options)
         self._servers: list[asyncio.Server] = []
@@ -172,7 +175,8 @@ class Server:
         state.shutting_down = True
         self._stopping.set()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.config.graceful_timeout if timeout is None else timeout)
+        grace = self.config.graceful_timeout if timeout is None else timeout
+        deadline = loop.time() + grace
         aborted: asyncio.Future[Any] = asyncio.ensure_future(self._abort_now.wait())
         # Nothing accepted is lost.  asyncio makes the connection of a socket it accepted in
         # a task that starts a loop turn later, and that fails (the socket is dropped) if
@@ -189,19 +193,27 @@ class Server:
             state.all_made = loop.create_future()
             await asyncio.wait({state.all_made, aborted}, timeout=deadline - loop.time(),
                                return_when=asyncio.FIRST_COMPLETED)
+        busy = 0
         for conn in list(state.connections):
             if conn.closable_when_idle:
                 conn.transport.close()
-        pending = {conn.closed for conn in state.connections}
+            else:
+                busy += 1
+        _log_drain_start(busy, len(state.connections), grace)
+        pending = {conn.closed for conn in state.connections}  # the closing ones too
+        started = loop.time()
         while pending and not aborted.done() and loop.time() < deadline:
             await asyncio.wait(pending | {aborted}, timeout=deadline - loop.time(),
                                return_when=asyncio.FIRST_COMPLETED)
             # made since (a TLS handshake that ended) or not: every one open counts
             pending = {conn.closed for conn in state.connections if not conn.closed.done()}
         aborted.cancel()
+        forced = self._abort_now.is_set()  # a second signal, say
+        if busy:
+            cut = sum(not conn.closed.done() and not conn.closable_when_idle
+                      for conn in state.connections)
+            _log_drain_end(cut, forced, grace, loop.time() - started)
         if pending:
-            log.warning("closing %d connection(s) still busy at the end of shutdown",
-                        len(pending))
             for conn in list(state.connections):
                 conn.abort()
             await asyncio.wait(pending)
@@ -212,7 +224,8 @@ class Server:
         self._timeouts.cancel()
         await asyncio.gather(self._timeouts, return_exceptions=True)
         await self._stop_threads(deadline)
-        await self._close_access_log(max(deadline - loop.time(), 0.0) + _THREAD_EXIT_GRACE)
+        left = 0.0 if self._abort_now.is_set() else max(deadline - loop.time(), 0.0)
+        await self._close_access_log(left + _THREAD_EXIT_GRACE)
 
     async def _close_access_log(self, timeout: float) -> None:
         if self._state is not None and self._state.access is not None:
@@ -238,8 +251,8 @@ class Server:
                 await asyncio.wait_for(asyncio.shield(stopped),
                                        max(deadline - loop.time(), 0.0) + _THREAD_EXIT_GRACE)
             except TimeoutError:
-                log.warning("%d application thread(s) still busy after shutdown; left running",
-                            pool.busy)
+                log.warning("%s still busy after shutdown; left running",
+                            counted(pool.busy, "application thread"))
             else:
                 # Every thread has run its last line of Python: joining takes no time.
                 pool.join(_THREAD_EXIT_GRACE)
@@ -341,6 +354,31 @@ def _connections_allowed(wanted: int) -> int:
 
 
 _THREAD_EXIT_GRACE = 1.0  # seconds idle threads get to notice the stop, past any deadline
+
+
+def _log_drain_start(busy: int, opened: int, grace: float) -> None:
+    """What a shutdown waits for: the connections still busy (each with a request under
+    way: read, run or written), of all those open when it began (the idle ones are closed
+    at once)."""
+    if busy:
+        log.info("draining: %s in flight, %s open; waiting up to %gs for %s to finish",
+                 counted(busy, "request"), counted(opened, "connection"), grace,
+                 "it" if busy == 1 else "them")
+    else:
+        log.info("draining: 0 requests in flight, %s open", counted(opened, "connection"))
+
+
+def _log_drain_end(busy: int, forced: bool, grace: float, took: float) -> None:
+    """How a drain that had something to wait for ended: every request finished, or
+    ``busy`` ones are cut off (at the graceful timeout, or at once when ``forced``)."""
+    if not busy:
+        log.info("drained in %.2fs: every request in flight finished", took)
+    elif forced:
+        log.warning("stopping at once: cutting off %s still in flight",
+                    counted(busy, "request"))
+    else:
+        log.warning("graceful timeout (%gs) reached: cutting off %s still in flight",
+                    grace, counted(busy, "request"))
 
 
 def _url(host: str, port: int, scheme: str = "http") -> str:

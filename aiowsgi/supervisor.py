@@ -17,6 +17,8 @@ A worker tells the supervisor on a pipe when it serves, and when it stops accept
 it has.  Signals: SIGTERM/SIGINT drain every worker (a second one closes everything at
 once); SIGHUP replaces the workers one by one, each new one serving before its old one
 stops.  A worker that dies is restarted; one that keeps dying at start stops the supervisor.
+Every process says what it does in lines that name it (``[supervisor 4242]``,
+``[worker 4243]``: :func:`aiowsgi.accesslog.log_format`): the workers say the same things.
 
 A stop signal may reach the whole process group (a terminal's Ctrl-C, an orchestrator) at
 any moment, workers still starting included.  A worker ignores SIGINT from its first
@@ -41,6 +43,7 @@ import time
 from collections.abc import Iterator
 
 from . import environment, metrics
+from .accesslog import counted
 from .config import Config, ConfigError
 from .sockets import places, remove_socket_files, socket_files, worker_sockets
 
@@ -106,7 +109,9 @@ class Supervisor:
         self.workers: list[Worker] = []  # the worker of each slot
         self.leaving: list[Worker] = []  # replaced, finishing what they have
         self.starting: Worker | None = None  # spawned, not serving yet
-        self.stopping = 0  # signals received that ask to stop
+        self.stopping = 0  # the first signal received that asks to stop
+        self.forced = False  # a second one came: the workers close everything at once
+        self.news: list[str] = []  # what the signal handler has to say (see _report)
         self.reload = False
         self.crashes = 0
         self.restarts = 0
@@ -230,8 +235,8 @@ class Supervisor:
                     return 1
                 self.workers.append(worker)
             if not self.stopping:
-                log.info("aiowsgi supervisor (pid %d) serving %s with %d workers", os.getpid(),
-                         ", ".join(self.urls()), len(self.workers))
+                log.info("aiowsgi supervisor serving %s with %s", ", ".join(self.urls()),
+                         counted(len(self.workers), "worker"))
             while not self.stopping:
                 pipes = [worker.pipe for worker in self.workers if worker.pipe >= 0]
                 _readable([self._wake_r, *pipes], 1.0)
@@ -245,7 +250,7 @@ class Supervisor:
                     self._stop(signal.SIGTERM)
                     return 1
             self._stop(signal.SIGTERM)  # workers drain; a second signal sends SIGQUIT
-            log.info("supervisor: every worker has stopped")
+            log.info("every worker has stopped")
             return 0
         finally:
             if stop_metrics is not None:
@@ -264,14 +269,34 @@ class Supervisor:
             os.close(self._wake_w)
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        """Act at once (the main thread may be waiting for a worker to end), and leave
+        what to say to :meth:`_report`: a handler that writes to stderr may interrupt a
+        write to it, which raises."""
+        name = signal.Signals(signum).name
         if signum in (signal.SIGTERM, signal.SIGINT):
             if self.stopping:  # a second one: the workers close everything at once
                 for worker in [*self.workers, *self.leaving, self.starting]:
                     if worker is not None and worker.proc.poll() is None:
                         worker.proc.send_signal(signal.SIGQUIT)
+                if not self.forced:
+                    self.forced = True
+                    self.news.append(f"{name} received while stopping: the workers close "
+                                     "every connection now")
+            else:
+                self.news.append(f"{name} received: stopping {{workers}} gracefully "
+                                 "(a second SIGINT (Ctrl+C) or SIGTERM stops {them} at once)")
             self.stopping = self.stopping or signum
-        elif signum == signal.SIGHUP:
+        elif signum == signal.SIGHUP and not self.stopping:
             self.reload = True
+            self.news.append("SIGHUP received: reloading")
+
+    def _report(self) -> None:
+        """Log what the signal handler had to say."""
+        while self.news:  # the workers it stops: those that are leaving stop already
+            live = [worker for worker in [*self.workers, self.starting]
+                    if worker is not None and worker.proc.poll() is None]
+            log.info(self.news.pop(0).replace("{workers}", counted(len(live), "worker"))
+                     .replace("{them}", "it" if len(live) == 1 else "them"))
 
     def _drain_wakeups(self) -> None:
         try:
@@ -279,6 +304,7 @@ class Supervisor:
                 pass
         except BlockingIOError:
             pass
+        self._report()
 
     def _succeed_the_stopped(self) -> bool:
         """Start the successor of every worker that said it stopped accepting, without
@@ -329,7 +355,9 @@ class Supervisor:
         return True
 
     def _replace_all(self) -> None:
-        log.info("replacing %d worker(s) one by one", len(self.workers))
+        count = len(self.workers)
+        log.info("replacing the worker" if count == 1 else f"replacing {count} workers one "
+                 "by one")
         for index, old in enumerate(list(self.workers)):
             new = self.spawn(index)
             if new is None:
@@ -341,11 +369,16 @@ class Supervisor:
             self._leave(old)
 
     def _stop(self, signum: int) -> None:
+        """Send ``signum`` to the workers and wait until they and the leaving ones (which
+        drain already) have ended, saying meanwhile what signals come (each worker's end
+        wakes the loop: SIGCHLD)."""
         for worker in self.workers:
             if worker.proc.poll() is None:
                 worker.proc.send_signal(signum)
-        for worker in [*self.workers, *self.leaving]:  # the leaving ones drain already
-            worker.proc.wait()
+        self._report()
+        while any(worker.proc.poll() is None for worker in [*self.workers, *self.leaving]):
+            _readable([self._wake_r], 1.0)
+            self._drain_wakeups()
 
 
 def supervise(argv: list[str], config: Config) -> int:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .loading import check_application
 from .runner import loop_factory
 from .server import Server
 from .wsgi import WSGIApp
@@ -57,10 +58,12 @@ class AppErrors(logging.Handler):
     def watch(self, app: WSGIApp, raise_app_errors: bool | None = None) -> WSGIApp:
         """The application to give one server: ``app`` itself when ``raise_app_errors``
         (or the default) says not to collect, else a new object that calls ``app`` and
-        whose errors this handler collects."""
+        whose errors this handler collects.  What cannot be a WSGI application (an ASGI
+        one) is a TypeError here already, which names it rather than the new object."""
         watching = self.default if raise_app_errors is None else raise_app_errors
         if not watching or not callable(app):  # the server rejects what is not callable
             return app
+        check_application(app)  # as the server would, naming the application, not ours
         return _WatchedApp(app, self)
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -26,7 +26,9 @@ Where the test of a behaviour lives:
 Helpers, each defined once: ``waiting`` (``SAFETY``, the one safety timeout, and polling),
 ``http`` (a raw HTTP client and request helpers), ``process`` (``aiowsgi serve`` in a
 subprocess, ``ServeProcess``, and the command line run to its end, ``run_aiowsgi``),
-``apps`` (``hello``, echo apps, a gate, file apps, factories), ``logs`` (what the server
+``apps`` (``hello``, echo apps, a gate, file apps, factories, ``notwsgi``: ASGI
+applications and other callables refused at start, and odd WSGI shapes that are not),
+``logs`` (what the server
 logged), ``limits`` (the default limits, from Config), ``fake_transport`` (a connection
 driven without sockets or threads), ``conftest`` (``start_server``: a live server on each
 event loop; ``served``: what the command line would serve).

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -318,30 +319,54 @@ NOW = 1_700_000_000_123_456_789  # ns: not on a millisecond, as logging's float 
     "no atom at all",
     "%(M)s",
 ], ids=["default", "every-atom", "headers", "literals", "width", "none", "one"])
-@pytest.mark.parametrize("prefixed", [True, False])
+@pytest.mark.parametrize(("prefixed", "role"), [(True, ""), (True, "worker"), (False, "")],
+                         ids=["prefixed", "worker", "bare"])
 @pytest.mark.parametrize(("status", "body_bytes", "headers", "duration"), [
     ("201 Created", 5, [("X-Out", "a"), ("x-out", "b"), ("Content-Type", "t")], 1.2345678),
     (None, 0, None, 0.0000004),
 ])
 def test_a_compiled_line_is_the_format_of_the_atoms(
-        fmt: str, prefixed: bool, status: str | None, body_bytes: int,
+        fmt: str, prefixed: bool, role: str, status: str | None, body_bytes: int,
         headers: list[tuple[str, str]] | None, duration: float) -> None:
     Config(access_log_format=fmt)  # a format the server takes
-    line = accesslog.compile_line(fmt, prefixed)(REQUEST, status, body_bytes, headers, NOW,
-                                                 duration, "+")
+    line = accesslog.compile_line(fmt, prefixed, role)(REQUEST, status, body_bytes, headers,
+                                                       NOW, duration, "+")
     expected = fmt % accesslog.atoms(fmt, REQUEST, status, body_bytes, headers,
                                      NOW / 1e9 - duration, duration, "+")
-    assert line == (accesslog.prefix(NOW) if prefixed else "") + expected + "\n"
+    assert line == (accesslog.prefix(NOW, role) if prefixed else "") + expected + "\n"
 
 
-def test_the_prefix_is_what_the_default_handler_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("role", ["", "worker", "supervisor"])
+def test_the_prefix_is_what_the_default_handler_writes(monkeypatch: pytest.MonkeyPatch,
+                                                       role: str) -> None:
     for now in (NOW, NOW + 876_000_000, NOW + 1_000_999_999):
         monkeypatch.setattr(time, "time_ns", lambda now=now: now)
         monkeypatch.setattr(time, "time", lambda now=now: now / 1e9)
         record = logging.LogRecord("aiowsgi.access", logging.INFO, __file__, 1, "line", None,
                                    None)
-        assert (accesslog.DefaultHandler().format(record)
-                == accesslog.prefix(now) + "line"), now
+        assert (accesslog.DefaultHandler(role).format(record)
+                == accesslog.prefix(now, role) + "line"), now
+    # one of several processes: its role and id; alone, neither
+    assert re.fullmatch(r"[^\[]+ \[INFO\] ", accesslog.prefix(NOW))
+    assert accesslog.prefix(NOW, "worker").endswith(f" [worker {os.getpid()}] [INFO] ")
+
+
+async def test_a_workers_access_lines_carry_its_role_and_id(
+        start_server: StartServer, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Written around logging, as by aiowsgi's own handler in a ``--workers`` worker."""
+    caplog.set_level(logging.INFO, logger="aiowsgi")
+    handler = accesslog.DefaultHandler("worker")
+    handler.setStream(io.StringIO())
+    monkeypatch.setattr(accesslog, "_sole_handler", lambda: handler)
+    server = await start_server(created, access_log_format="%(U)s")
+    client = await RawClient.connect(server.host, server.port)
+    assert (await client.request("GET", "/mine")).status == 201
+    await client.close()
+    await server.shutdown()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+                        rf"\[worker {os.getpid()}\] \[INFO\] /mine\n",
+                        handler.stream.getvalue())
 
 
 async def test_lines_go_around_logging_only_when_its_own_handler_alone_gets_them(
@@ -385,6 +410,13 @@ async def test_lines_go_around_logging_only_when_its_own_handler_alone_gets_them
         ("another format", lambda: own.setFormatter(logging.Formatter("%(message)s")), False),
         ("the format again",
          lambda: own.setFormatter(logging.Formatter(accesslog.LOG_FORMAT)), True),
+        ("a worker's format", lambda: own.setFormatter(
+            logging.Formatter(accesslog.log_format("worker"))), False),
+        ("its format again",
+         lambda: own.setFormatter(logging.Formatter(accesslog.LOG_FORMAT)), True),
+        ("a worker's handler", lambda: monkeypatch.setattr(
+            parent, "handlers", [accesslog.DefaultHandler("worker")]), True),
+        ("its own once more", lambda: monkeypatch.setattr(parent, "handlers", [own]), True),
         ("the handler above info", lambda: own.setLevel(logging.WARNING), False),
         ("the access logger above info", lambda: access.setLevel(logging.WARNING), None),
     ]
@@ -434,7 +466,7 @@ async def test_a_stuck_stderr_never_holds_up_requests(
     assert len(written) == 21 - dropped
     assert [line.split('"')[1] for line in written[:2]] == ["GET /first HTTP/1.1",
                                                             "GET /0 HTTP/1.1"]
-    assert f"{dropped} access log line(s) dropped: more than access_log_buffer=500" in caplog.text
+    assert f"{dropped} access log lines dropped: more than access_log_buffer=500" in caplog.text
 
 
 async def test_lines_still_stuck_at_the_end_of_the_shutdown_are_reported(
@@ -452,7 +484,7 @@ async def test_lines_still_stuck_at_the_end_of_the_shutdown_are_reported(
         await server.shutdown(timeout=0)  # waits a second for the writer, not for ever
     finally:
         stuck.release.set()
-    assert "3 access log line(s) were still being written at the end of the shutdown" \
+    assert "3 access log lines still being written at the end of the shutdown" \
         in caplog.text
 
 
@@ -471,7 +503,7 @@ async def test_lines_that_cannot_be_written_are_counted(
     await client.close()
     await until(lambda: server.stats()["access_log_dropped"] == 4, "4 failed lines")
     await server.shutdown()
-    assert ("4 access log line(s) could not be written (OSError: [Errno 28] No space left "
+    assert ("4 access log lines could not be written (OSError: [Errno 28] No space left "
             "on device)") in caplog.text
 
 

@@ -409,6 +409,47 @@ def test_debug_log_level_shows_the_import_traceback(
         assert one_line(run_aiowsgi("serve", spec, "--port", port, cwd=app_dir)) == last
 
 
+ASGI_SERVER = "but aiowsgi serves WSGI applications: serve it with an ASGI server such as uvicorn"
+NOT_WSGI = "tests.apps.notwsgi"
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param([], id="one-server"),
+    pytest.param(["--workers", "2"], id="workers"),  # the supervisor refuses it, no worker
+    pytest.param(["--reload"], id="reload"),
+])
+@pytest.mark.parametrize(("spec", "factory", "line"), [
+    pytest.param(f"{NOT_WSGI}:asgi_function", False,
+                 f"'{NOT_WSGI}:asgi_function' looks like an ASGI application (async def "
+                 f"asgi_function(scope, receive, send)), {ASGI_SERVER} (uvicorn "
+                 f"{NOT_WSGI}:asgi_function)", id="asgi-function"),
+    pytest.param(f"{NOT_WSGI}:asgi_object", False,
+                 f"'{NOT_WSGI}:asgi_object' looks like an ASGI application (async def "
+                 f"__call__(self, scope, receive, send)), {ASGI_SERVER} (uvicorn "
+                 f"{NOT_WSGI}:asgi_object)", id="asgi-object"),
+    pytest.param(f"{NOT_WSGI}:make_asgi", True,
+                 f"what the factory '{NOT_WSGI}:make_asgi' returned looks like an ASGI "
+                 f"application (async def __call__(self, scope, receive, send)), "
+                 f"{ASGI_SERVER} (uvicorn --factory {NOT_WSGI}:make_asgi)",
+                 id="factory-of-asgi"),
+    pytest.param(f"{NOT_WSGI}:no_argument", False,
+                 f"'{NOT_WSGI}:no_argument' cannot be called as a WSGI application, "
+                 "app(environ, start_response): it takes (); if it returns the application, "
+                 "call it first (aiowsgi serve --factory)", id="no-argument"),
+])
+def test_what_cannot_be_a_wsgi_application_is_refused_at_start(
+        tmp_path: Path, spec: str, factory: bool, line: str, args: list[str]) -> None:
+    """An ASGI application (or a callable WSGI cannot call) exits 1 with one line, before
+    anything serves it: served, it would answer every request with a 500."""
+    if "--reload" in args:
+        pytest.importorskip("watchfiles")
+    with taken_port() as port:  # were it not refused, it could not serve either
+        result = run_aiowsgi("serve", spec, "--port", port, *args,
+                             *(["--factory"] if factory else []), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert one_line(result) == f"aiowsgi: error: {line}"
+
+
 # -- bad option values ----------------------------------------------------------------
 
 
@@ -748,7 +789,10 @@ def test_serve_and_sigterm(start_process: Callable[..., ServeProcess], loop: str
     stderr = "".join(server.output())
     assert returncode == 0, f"exit status {returncode}:\n{stderr}"
     assert f"aiowsgi serving http://127.0.0.1:{server.port} ({loop} loop, 2 threads)" in stderr
-    assert "SIGTERM received" in stderr
+    assert ("[INFO] SIGTERM received: shutting down gracefully (a second SIGINT (Ctrl+C) or "
+            "SIGTERM stops at once)\n") in stderr
+    assert "[INFO] draining: 0 requests in flight, 1 connection open\n" in stderr  # idle
+    assert "drained" not in stderr  # nothing to wait for, nothing to say about it
     assert "shutdown complete" in stderr
     assert "Traceback" not in stderr, stderr
 
@@ -813,7 +857,12 @@ def test_second_sigint_exits_promptly(
                         f"application thread is blocked:\n{''.join(server.lines)}")
         stderr = "".join(server.output())
         assert returncode == 0, stderr
-        assert "received again" in stderr
+        assert ("SIGINT received: shutting down gracefully (a second SIGINT (Ctrl+C) or "
+                "SIGTERM stops at once)") in stderr
+        assert ("draining: 1 request in flight, 1 connection open; waiting up to "
+                f"{2 * SAFETY:g}s for it to finish") in stderr
+        assert "SIGINT received while shutting down: closing every connection now" in stderr
+        assert "[WARNING] stopping at once: cutting off 1 request still in flight" in stderr
         assert "shutdown complete" in stderr
         # The request in flight was not answered: its connection was closed.
         request.thread.join(SAFETY)
@@ -838,9 +887,77 @@ def test_second_sigint_closes_connections_without_traceback(
     returncode = server.wait()
     stderr = "".join(server.output())
     assert returncode == 0, stderr
-    assert "still busy" in stderr
+    assert "cutting off 1 request still in flight" in stderr
     assert "Traceback" not in stderr, stderr
     assert "Exception" not in stderr, stderr
+
+
+def test_a_drain_says_what_it_waits_for_and_that_it_all_finished(
+        app_dir: Path, start_process: Callable[..., ServeProcess]) -> None:
+    server = start_process("block_app:app", "--graceful-timeout", LONGER)
+    try:
+        request = BlockedRequest(server)
+        wait_for((app_dir / "started").exists, "the request to reach the application")
+        server.signal(signal.SIGTERM)
+        server.wait_logged(f"[INFO] draining: 1 request in flight, 1 connection open; "
+                           f"waiting up to {2 * SAFETY:g}s for it to finish")
+    finally:
+        (app_dir / "release").touch()
+    request.thread.join(SAFETY)
+    assert request.outcome == (200, b"done")
+    assert server.wait() == 0
+    stderr = "".join(server.output())
+    assert re.search(r"\[INFO\] drained in \d+\.\d\ds: every request in flight finished\n",
+                     stderr), stderr
+    assert "shutdown complete" in stderr
+
+
+def test_a_drain_cut_short_by_the_graceful_timeout_says_so(
+        app_dir: Path, start_process: Callable[..., ServeProcess]) -> None:
+    server = start_process("block_app:app", "--graceful-timeout", "0.2")
+    try:
+        request = BlockedRequest(server)
+        wait_for((app_dir / "started").exists, "the request to reach the application")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0  # the application still holds the request
+        request.thread.join(SAFETY)
+    finally:
+        (app_dir / "release").touch()
+    assert isinstance(request.outcome, OSError | http.client.HTTPException), request.outcome
+    stderr = "".join(server.output())
+    assert ("draining: 1 request in flight, 1 connection open; waiting up to 0.2s for it to "
+            "finish") in stderr
+    assert ("[WARNING] graceful timeout (0.2s) reached: cutting off 1 request still in "
+            "flight\n") in stderr
+
+
+def test_sighup_is_ignored_and_the_request_in_flight_finishes(
+        app_dir: Path, start_process: Callable[..., ServeProcess]) -> None:
+    """Without --workers a SIGHUP was a hangup's default, an exit that dropped every
+    request in flight: it is ignored, with a warning, and serving goes on."""
+    server = start_process("block_app:app")
+    try:
+        request = BlockedRequest(server)
+        wait_for((app_dir / "started").exists, "the request to reach the application")
+        server.signal(signal.SIGHUP)
+        server.wait_logged("[WARNING] SIGHUP ignored, still serving: reloading needs "
+                           "--workers or --reload")
+        assert server.proc.poll() is None
+    finally:
+        (app_dir / "release").touch()
+    request.thread.join(SAFETY)
+    assert request.outcome == (200, b"done")
+    conn = connection(server)
+    try:
+        conn.request("GET", "/after")
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b"done")
+    finally:
+        conn.close()
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    stderr = "".join(server.output())
+    assert stderr.count("SIGHUP") == 1, stderr
 
 
 @pytest.mark.parametrize("args", [

@@ -109,7 +109,8 @@ async def test_max_requests_shuts_the_server_down_gracefully() -> None:
 def test_max_requests_with_workers_hands_over_to_a_fresh_worker(tmp_path: Path) -> None:
     (tmp_path / "pidapp.py").write_text(PID_APP)
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--max-requests", "5", "--no-access-log", ready="supervisor") as srv:
+                      "2", "--max-requests", "5", "--no-access-log",
+                      ready="supervisor serving") as srv:
         pids = [get(srv.port) for _ in range(30)]
         assert len(set(pids)) >= 4  # 30 requests, at most 5 per worker
         srv.signal(signal.SIGTERM)

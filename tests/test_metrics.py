@@ -62,7 +62,7 @@ def test_metrics_of_every_worker(tmp_path: Path) -> None:
     (tmp_path / "pidapp.py").write_text(PID_APP)
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0",
                       "--workers", "2", "--no-access-log",
-                      "--metrics-bind", f"127.0.0.1:{metrics_port}", ready="supervisor",
+                      "--metrics-bind", f"127.0.0.1:{metrics_port}", ready="supervisor serving",
                       new_session=True) as server:
         served = [server.get() for _ in range(10)]
         samples = scrape(metrics_port)

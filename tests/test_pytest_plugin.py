@@ -212,6 +212,52 @@ def test_missing_app_is_a_clear_failure(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*cannot import module 'nosuchmodule'*"])
 
 
+ASGI_MODULE = '''
+async def asgi(scope, receive, send):
+    pass
+'''
+
+
+def test_an_asgi_application_fails_the_test_that_serves_it(pytester: pytest.Pytester) -> None:
+    """The fixtures refuse an ASGI application with the server's own TypeError (naming the
+    application, not the handle that collects its errors); one named in the ini fails
+    the tests that use it, as one that cannot be imported does."""
+    pytester.makepyfile(asgimod=ASGI_MODULE)
+    pytester.makeini("[pytest]\naiowsgi_app = asgimod:asgi\n")
+    pytester.makeconftest(THREADS_CONFTEST)
+    pytester.makepyfile(test_asgi=textwrap.dedent('''
+        import pytest
+
+        from asgimod import asgi
+
+        REFUSED = r"^asgimod\\.asgi looks like an ASGI application \\(async def asgi\\("
+
+
+        @pytest.mark.asyncio
+        async def test_server(aiowsgi_server):
+            with pytest.raises(TypeError, match=REFUSED):
+                await aiowsgi_server(asgi)
+            with pytest.raises(TypeError, match=REFUSED):
+                await aiowsgi_server(asgi, raise_app_errors=False)
+
+
+        def test_live_server_factory(aiowsgi_live_server_factory):
+            with pytest.raises(TypeError, match=REFUSED):
+                aiowsgi_live_server_factory(asgi)
+
+
+        def test_from_the_ini(aiowsgi_live_server):
+            pass
+    '''))
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*aiowsgi_app: 'asgimod:asgi' looks like an ASGI application "
+                                 "(async def asgi(scope, receive, send)), but aiowsgi serves "
+                                 "WSGI applications: serve it with an ASGI server such as "
+                                 "uvicorn (uvicorn asgimod:asgi)*"])
+    assert_no_threads_left(pytester)
+
+
 def test_async_fixtures_without_pytest_asyncio_name_the_extra(
         pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_noasync=textwrap.dedent('''

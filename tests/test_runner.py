@@ -21,6 +21,7 @@ import pytest
 from aiowsgi import Config, ConfigError, allocator, run
 from aiowsgi.runner import auto_loop, configure_logging, loop_factory
 
+from .apps import notwsgi
 from .apps.echo import hello
 from .http import get_over
 from .process import SAFETY, ServeProcess, app_module
@@ -59,6 +60,13 @@ def test_run_names_every_command_line_option_at_once() -> None:
         run(hello, workers=2, reload=True, loop="asyncio")
     assert str(info.value) == ("run() does not take workers, reload: they are options of "
                                "the command line (aiowsgi serve)")
+
+
+@pytest.mark.usefixtures("untouched")
+def test_run_refuses_an_asgi_application() -> None:
+    with pytest.raises(TypeError, match=r"^tests\.apps\.notwsgi\.asgi_function looks like "
+                                        r"an ASGI application \(async def "):
+        run(notwsgi.asgi_function, port=0)  # type: ignore[arg-type]  # mypy refuses it too
 
 
 PROCESS_SCRIPT = textwrap.dedent("""

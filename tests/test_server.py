@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import re
 import socket
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiowsgi import server as server_module
 from aiowsgi.connection import HTTPConnection
 from aiowsgi.serverstate import ServerState
 
+from .apps import notwsgi
 from .apps.echo import hello
 from .apps.gate import Gate
 from .http import RawClient
@@ -47,6 +50,22 @@ async def test_server_takes_a_config_and_options() -> None:
         Server("not an app")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         _ = server.url
+
+
+ASGI = "looks like an ASGI application"
+
+
+async def test_what_cannot_be_a_wsgi_application_is_refused() -> None:
+    """The same check and words as the command line's (tests/test_loading.py has the
+    shapes): an ASGI application, or a callable WSGI cannot call, is a TypeError."""
+    apps: Any = notwsgi  # mypy refuses them too, where the code is typed
+    with pytest.raises(TypeError, match=r"^the tests\.apps\.notwsgi\.ASGIApp object " + ASGI):
+        Server(apps.asgi_object, port=0)
+    with pytest.raises(TypeError, match=r"^tests\.apps\.notwsgi\.asgi_function " + ASGI):
+        await serve(apps.asgi_function, port=0)
+    with pytest.raises(TypeError, match=r"^tests\.apps\.notwsgi\.one_argument cannot be "
+                                        r"called as a WSGI application"):
+        Server(apps.one_argument)
 
 
 async def test_port_in_use_is_a_clear_error() -> None:
@@ -112,7 +131,16 @@ async def test_serve_function_shuts_down_on_cancel() -> None:
         await asyncio.open_connection("127.0.0.1", port)
 
 
-async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> None:
+def drain_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """What the server said of its drains: (level, message)."""
+    return [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "aiowsgi.error" and r.getMessage().startswith(
+                ("draining", "drained", "stopping at once", "graceful timeout"))]
+
+
+async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiowsgi")
     gate = Gate()
     gate.release.set()
     async with Server(gate, host="127.0.0.1", port=0) as server:
@@ -130,6 +158,11 @@ async def test_shutdown_closes_idle_connections_and_waits_for_busy_ones() -> Non
         assert response.body == b"done"
         await asyncio.wait_for(shutdown, SAFETY)
         assert await busy.closed_by_server()
+    (start, end) = drain_lines(caplog)
+    assert start == ("INFO", "draining: 1 request in flight, 2 connections open; waiting up "
+                             "to 30s for it to finish")
+    assert end[0] == "INFO"
+    assert re.fullmatch(r"drained in \d+\.\d\ds: every request in flight finished", end[1])
 
 
 async def test_a_connection_that_has_not_sent_its_request_yet_is_served() -> None:
@@ -185,7 +218,9 @@ async def test_every_connection_accepted_as_the_shutdown_begins_is_answered(
     assert results.count(200) == len(created), results
 
 
-async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
+async def test_graceful_timeout_cuts_requests_that_do_not_finish(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiowsgi")
     gate = Gate()
     try:
         async with Server(gate, host="127.0.0.1", port=0, graceful_timeout=0.2) as server:
@@ -198,6 +233,37 @@ async def test_graceful_timeout_cuts_requests_that_do_not_finish() -> None:
             await client.close()
     finally:
         gate.release.set()
+    assert drain_lines(caplog) == [
+        ("INFO", "draining: 1 request in flight, 1 connection open; waiting up to 0.2s for "
+                 "it to finish"),
+        ("WARNING", "graceful timeout (0.2s) reached: cutting off 1 request still in flight")]
+
+
+async def test_abort_cuts_a_drain_short_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """What a second signal does to run()'s server: the requests in flight are cut off at
+    once, whatever the graceful timeout."""
+    caplog.set_level(logging.INFO, logger="aiowsgi")
+    gate = Gate()
+    try:
+        async with Server(gate, host="127.0.0.1", port=0, graceful_timeout=4 * SAFETY) as server:
+            clients = [await RawClient.connect(server.host, server.port) for _ in range(2)]
+            pending = [asyncio.ensure_future(client.request()) for client in clients]
+            await gate.wait_entered(2)
+            shutdown = asyncio.ensure_future(server.shutdown())
+            await until(lambda: drain_lines(caplog), "the drain to begin")
+            server.abort()
+            await asyncio.wait_for(shutdown, SAFETY)
+            for request in pending:
+                with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+                    await asyncio.wait_for(request, SAFETY)
+            for client in clients:
+                await client.close()
+    finally:
+        gate.release.set()
+    assert drain_lines(caplog) == [
+        ("INFO", f"draining: 2 requests in flight, 2 connections open; waiting up to "
+                 f"{4 * SAFETY:g}s for them to finish"),
+        ("WARNING", "stopping at once: cutting off 2 requests still in flight")]
 
 
 # -- options a Server does not act on ---------------------------------------------------

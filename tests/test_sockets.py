@@ -187,7 +187,7 @@ def test_unix_socket_outlives_replaced_workers(tmp_path: Path) -> None:
         return int(asyncio.run(fetch()))
 
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--uds", str(path),
-                      "--workers", "2", "--no-access-log", ready="supervisor") as srv:
+                      "--workers", "2", "--no-access-log", ready="supervisor serving") as srv:
         before = srv.workers()
         assert pid() in before
         srv.signal(signal.SIGHUP)

@@ -5,6 +5,7 @@ each worker on its own socket (SO_REUSEPORT) where the system spreads connection
 from __future__ import annotations
 
 import asyncio
+import http.client
 import importlib.util
 import os
 import re
@@ -40,13 +41,41 @@ def test_reload_on_change(tmp_path: Path) -> None:
     module.write_text(app_module("before"))
     with ServeProcess("devapp:app", "--app-dir", str(tmp_path), "--port", "0", "--reload",
                       "--reload-dir", str(tmp_path), "--no-access-log",
-                      ready="supervisor") as srv:
+                      ready="supervisor serving") as srv:
         assert srv.get() == b"before"
         module.write_text(app_module("after"))
         # the same port answers throughout
         wait_for(lambda: srv.get() == b"after", "the reload")
         srv.signal(signal.SIGTERM)
         assert srv.wait() == 0
+        said = said_by(srv.output())
+    assert said[srv.proc.pid][0] == ("supervisor", "aiowsgi supervisor serving "
+                                     f"http://127.0.0.1:{srv.port} with 1 worker")
+    assert ("supervisor", "replacing the worker") in said[srv.proc.pid]
+    assert received(said[srv.proc.pid]) == [
+        "SIGTERM received: stopping 1 worker gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops it at once)"]
+    assert len([pid for pid, lines in said.items() if lines[0][0] == "worker"]) >= 2
+
+
+# What each process said: its lines, by pid, as (role, message); any other line fails.
+LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[(worker|supervisor) (\d+)\] "
+                  r"\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\] (.*)\n")
+
+
+def said_by(lines: list[str]) -> dict[int, list[tuple[str, str]]]:
+    said: dict[int, list[tuple[str, str]]] = {}
+    for line in lines:
+        match = LINE.fullmatch(line)
+        assert match, f"a line without its process: {line!r} in\n{''.join(lines)}"
+        role, pid, message = match.groups()
+        said.setdefault(int(pid), []).append((role, message))
+    return said
+
+
+def received(said: list[tuple[str, str]]) -> list[str]:
+    """What a process said it received."""
+    return [message for _, message in said if " received" in message]
 
 
 # -- --workers ------------------------------------------------------------------------
@@ -58,7 +87,7 @@ def pid_workers(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
     the worker), on a port of its choosing, with ``args``; serving when this returns."""
     (tmp_path / "pidapp.py").write_text(app)
     return ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                        "2", "--no-access-log", *args, env=env, ready="supervisor")
+                        "2", "--no-access-log", *args, env=env, ready="supervisor serving")
 
 
 @pytest.fixture
@@ -121,6 +150,121 @@ def test_workers_serve_and_drain_on_sigterm(supervised: ServeProcess) -> None:
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
 
 
+def test_every_line_names_its_process_and_each_says_once_what_ctrl_c_did(
+        tmp_path: Path) -> None:
+    """Two workers say the same things: each line carries its process's role and id, the
+    access log's too (written around logging); the supervisor's lines say so.  A Ctrl+C
+    reaches every process: the supervisor says it got SIGINT and stops the workers, each
+    worker says once that it got the SIGTERM the supervisor sent."""
+    (tmp_path / "pidapp.py").write_text(PID_APP)
+    with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", ready="supervisor serving", new_session=True) as srv:
+        workers = srv.workers()
+        answered: dict[str, int] = {}
+
+        def both_answered() -> bool:
+            path = f"/{len(answered)}"
+            answered[path] = int(srv.get(path))
+            return set(answered.values()) == workers
+
+        wait_for(both_answered, "an answer from each worker")
+        os.killpg(srv.proc.pid, signal.SIGINT)  # Ctrl+C: the supervisor and every worker
+        assert srv.wait() == 0
+        said = said_by(srv.output())
+    supervisor = srv.proc.pid
+    assert set(said) == workers | {supervisor}
+    assert {role for role, _ in said[supervisor]} == {"supervisor"}
+    assert said[supervisor][0][1] == (f"aiowsgi supervisor serving http://127.0.0.1:{srv.port} "
+                                      "with 2 workers")
+    assert received(said[supervisor]) == [
+        "SIGINT received: stopping 2 workers gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops them at once)"]
+    assert said[supervisor][-1][1] == "every worker has stopped"
+    serving = set()
+    for pid in workers:
+        assert {role for role, _ in said[pid]} == {"worker"}
+        messages = [message for _, message in said[pid]]
+        serving.add(messages[0])  # the same words in both workers
+        assert messages[0].startswith(f"aiowsgi serving http://127.0.0.1:{srv.port} (")
+        assert received(said[pid]) == ["SIGTERM received: shutting down gracefully"]
+        assert messages[-1] == "shutdown complete"
+    assert len(serving) == 1
+    for path, pid in answered.items():  # each request in the access log of its worker
+        assert [message for _, message in said[pid] if f'"GET {path} HTTP/1.1" 200' in message]
+
+
+def test_a_second_ctrl_c_stops_the_workers_at_once(tmp_path: Path) -> None:
+    """The first Ctrl+C drains (the worker with a request in flight says so); a second
+    one makes every worker close its connections at once, however long the graceful
+    timeout: the request held by the application is cut off, and everything exits."""
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    marker, release = tmp_path / "entered", tmp_path / "release"
+    outcome: list[object] = []
+
+    def request(port: int) -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=SAFETY) as r:
+                outcome.append(r.read())
+        except (OSError, http.client.HTTPException) as exc:
+            outcome.append(exc)
+
+    with ServeProcess("slowapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
+                      "2", "--no-access-log", "--graceful-timeout", str(4 * SAFETY),
+                      ready="supervisor serving", new_session=True,
+                      env={"MARKER": str(marker), "RELEASE": str(release)}) as srv:
+        client = threading.Thread(target=request, args=(srv.port,))
+        try:
+            client.start()
+            wait_for(marker.exists, "the request to reach the app")
+            os.killpg(srv.proc.pid, signal.SIGINT)
+            srv.wait_logged("draining: 1 request in flight, 1 connection open; waiting up to "
+                            f"{4 * SAFETY:g}s for it to finish")
+            os.killpg(srv.proc.pid, signal.SIGINT)
+            assert srv.wait() == 0  # long before the graceful timeout, the request held
+            client.join(SAFETY)
+            said = said_by(srv.output())
+        finally:
+            release.touch()
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError | http.client.HTTPException)
+    assert received(said[srv.proc.pid]) == [
+        "SIGINT received: stopping 2 workers gracefully (a second SIGINT (Ctrl+C) or SIGTERM "
+        "stops them at once)",
+        "SIGINT received while stopping: the workers close every connection now"]
+    (busy,) = [pid for pid, lines in said.items()
+               if any(message.startswith("draining: 1 request") for _, message in lines)]
+    assert received(said[busy]) == [
+        "SIGTERM received: shutting down gracefully",
+        "SIGQUIT received while shutting down: closing every connection now"]
+    assert ("worker", "stopping at once: cutting off 1 request still in flight") in said[busy]
+
+
+def test_a_worker_ignores_a_sighup_of_its_own(supervised: ServeProcess) -> None:
+    """SIGHUP replaces the workers when the supervisor gets it; a worker that gets one
+    (a hangup of the whole group, a kill aimed at it) says so and serves on."""
+    workers = supervised.workers()
+    worker = min(workers)
+    os.kill(worker, signal.SIGHUP)
+    supervised.wait_logged(f"[worker {worker}] [INFO] SIGHUP ignored: the supervisor (pid "
+                           f"{supervised.proc.pid}) replaces the workers when it gets one")
+    assert supervised.workers() == workers
+    assert supervised.pid() in workers
+    assert supervised.stop() == 0
+
+
+def test_a_worker_stops_at_once_on_a_sigquit_of_its_own(supervised: ServeProcess) -> None:
+    """SIGQUIT is the supervisor's "close everything now"; one that comes first (no
+    SIGTERM before it) stops the worker too, and its successor takes over."""
+    workers = supervised.workers()
+    worker = min(workers)
+    os.kill(worker, signal.SIGQUIT)
+    supervised.wait_logged(f"[worker {worker}] [INFO] SIGQUIT received: closing every "
+                           "connection now")
+    wait_for(lambda: worker not in supervised.workers() and len(supervised.workers()) == 2,
+             "its successor")
+    assert supervised.pid() in supervised.workers()
+    assert supervised.stop() == 0
+
+
 def test_a_dead_worker_is_replaced(supervised: ServeProcess) -> None:
     first = supervised.workers()
     victim = min(first)
@@ -150,6 +294,9 @@ def test_sighup_replaces_every_worker_losing_no_connection(
         assert clients.failures == []
         assert set(clients.answers) <= before | after and set(clients.answers) & after
         assert srv.stop() == 0
+        said = said_by(srv.output())[srv.proc.pid]
+    assert ("supervisor", "SIGHUP received: reloading") in said
+    assert ("supervisor", "replacing 2 workers one by one") in said
 
 
 @needs_reuse_port
@@ -294,7 +441,7 @@ def test_sigterm_to_the_whole_group_still_drains(tmp_path: Path) -> None:
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     marker, release = tmp_path / "entered", tmp_path / "release"
     with ServeProcess("slowapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--no-access-log", ready="supervisor", new_session=True,
+                      "2", "--no-access-log", ready="supervisor serving", new_session=True,
                       env={"MARKER": str(marker), "RELEASE": str(release)}) as srv:
         result: list[bytes] = []
 
@@ -391,7 +538,7 @@ def test_a_stop_signal_to_the_group_at_any_moment_of_the_start_is_no_failure(
             (gate / f"release-{importing(gate)[0]}").touch()
             wait_for(lambda: len(importing(gate)) == 2, "the second worker to import the app")
         else:
-            wait_for(lambda: any("supervisor" in line for line in srv.lines),
+            wait_for(lambda: any("supervisor serving" in line for line in srv.lines),
                      "both workers to serve")
         os.killpg(srv.proc.pid, signum)  # the supervisor and every worker
         code = srv.wait()
@@ -413,6 +560,19 @@ def test_a_stop_signal_while_a_lone_server_imports_is_no_failure(
         lines = srv.output()
         assert (code, [line for line in lines if ERROR_LINE.search(line)]) == (0, []), \
             "".join(lines)
+
+
+def test_a_sighup_while_a_lone_server_imports_is_ignored(tmp_path: Path) -> None:
+    """Before the server's handlers exist (a slow import), a SIGHUP is no exit either."""
+    srv, gate = gated_server(tmp_path, released=False, gate_main=True, workers=1)
+    with srv:
+        wait_for(lambda: list(gate.glob("main-importing-*")), "the server's import")
+        srv.signal(signal.SIGHUP)
+        (gate / "all").touch()
+        srv.wait_logged("aiowsgi serving")
+        assert srv.proc.poll() is None
+        srv.signal(signal.SIGTERM)
+        assert srv.wait() == 0
 
 
 FAILING_APP = """
@@ -445,7 +605,7 @@ def test_workers_take_their_options_from_the_command_line_not_the_environment(
     env = {"AIOWSGI_THREADS": "4", "AIOWSGI_RELOAD": "true",
            "AIOWSGI_RELOAD_DIR": str(tmp_path)}
     with ServeProcess("pidapp:app", "--app-dir", str(tmp_path), "--port", "0", "--workers",
-                      "2", "--threads", "8", "--no-access-log", ready="supervisor",
+                      "2", "--threads", "8", "--no-access-log", ready="supervisor serving",
                       new_session=True, env=env) as srv:
         started = [line for line in srv.lines if "aiowsgi serving" in line]
         assert len(started) == 2 and all("8 threads" in line for line in started), srv.lines

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import urllib.request
+from typing import Any
 
 import pytest
 
 from aiowsgi import ConfigError
 from aiowsgi.testing import LiveServer, live_server
 
+from .apps import notwsgi
 from .apps.echo import hello
 from .waiting import SAFETY
 
@@ -24,6 +26,19 @@ def test_a_live_server_runs_the_loop_it_is_given(loop: str) -> None:
     with live_server(hello, loop=loop) as url, \
             urllib.request.urlopen(url, timeout=SAFETY) as r:
         assert r.read() == b"hello"
+
+
+def test_a_live_server_refuses_an_asgi_application_by_its_name() -> None:
+    """Refused before a thread starts, and named as given, not as the handle that collects
+    its errors."""
+    refused = r"^the tests\.apps\.notwsgi\.ASGIApp object looks like an ASGI application"
+    asgi: Any = notwsgi.asgi_object  # mypy refuses it too, where the code is typed
+    with pytest.raises(TypeError, match=refused):
+        LiveServer(asgi)
+    with pytest.raises(TypeError, match=refused), live_server(asgi):
+        pass
+    with pytest.raises(TypeError, match=refused), live_server(asgi, raise_app_errors=False):
+        pass
 
 
 def test_a_live_server_refuses_the_other_process_options() -> None:
