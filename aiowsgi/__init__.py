@@ -5,7 +5,7 @@ The event loop owns every socket; the WSGI application runs on a thread pool.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .config import Config, ConfigError
 from .runner import run

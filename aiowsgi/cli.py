@@ -73,7 +73,7 @@ _METAVARS = {"bytes": "SIZE", "characters": "SIZE", "seconds": "TIME"}
 
 
 def version() -> str:
-    """``aiowsgi 0.1.0 (CPython 3.11.7; loop: uvloop 0.21.0)``: what a bug report needs,
+    """``aiowsgi 0.2.0 (CPython 3.11.7; loop: uvloop 0.21.0)``: what a bug report needs,
     the loop being the one ``--loop auto`` would pick."""
     return (f"aiowsgi {__version__} ({platform.python_implementation()} "
             f"{platform.python_version()}; loop: {auto_loop()})")

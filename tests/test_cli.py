@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from aiowsgi import cli
 from aiowsgi.config import Config
 
 from .apps.echo import hello
-from .process import SAFETY, ServeProcess, child_env, run_aiowsgi, uninstalled, wait_for
+from .process import ROOT, SAFETY, ServeProcess, child_env, run_aiowsgi, uninstalled, wait_for
 
 # A graceful timeout that outlasts any wait of a test (SAFETY): a server that waited for
 # it instead of exiting at once would fail the test.
@@ -158,8 +159,9 @@ def test_version(tmp_path: Path, args: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected_version() + "\n"
     assert result.stderr == ""
-    assert aiowsgi.__version__ == "0.1.0"
-    assert re.fullmatch(r"aiowsgi 0\.1\.0 \((CPython|PyPy) 3\.\d+\.\d+\S*; loop: "
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert aiowsgi.__version__ == version  # the package says what its distribution says
+    assert re.fullmatch(rf"aiowsgi {re.escape(version)} \((CPython|PyPy) 3\.\d+\.\d+\S*; loop: "
                         r"(uvloop \d+\.\d+\.\d+\S*|asyncio \(uvloop not installed\))\)",
                         result.stdout.strip()), result.stdout
 
