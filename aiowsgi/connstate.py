@@ -24,14 +24,10 @@ Continuation = Callable[[], object] | None
 
 
 class Strategy(Protocol):
-    """How a connection's response bytes and files reach its transport
-    (:mod:`aiowsgi.output`)."""
+    """How a connection's response bytes reach its transport (:mod:`aiowsgi.output`)."""
 
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         """Write several pieces (``size`` bytes in all) at once; the transport is open."""
-
-    async def send_file(self, conn: Conn, file: IO[bytes], offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``file`` from ``offset``; the bytes sent."""
 
 
 class Conn(Expiring, Protocol):

@@ -8,8 +8,8 @@ connection (:func:`strategy_for`): uvloop's ``writelines`` gathers buffers itsel
 ``os.writev`` (:data:`VECTORED`: that transport's ``writelines`` joins them into a copy
 first, and in some releases never pauses the protocol, CPython gh-127655); any other
 transport (TLS) gets small pieces joined and large ones written one by one
-(:data:`JOINED`).  A file response goes through the same object: ``send_file`` is the
-strategy's way of sending a file (see :mod:`aiowsgi.sendfile`).
+(:data:`JOINED`).  A file response is sent the same way on every transport
+(:mod:`aiowsgi.sendfile`).
 
 When the transport holds too much, :mod:`aiowsgi.flow` says so.
 """
@@ -21,9 +21,8 @@ import os
 import socket
 from collections.abc import Callable
 from functools import partial
-from typing import IO
 
-from . import flow, rarepaths, sendfile
+from . import flow, rarepaths
 from .connstate import Conn, Strategy
 from .handoff import Abort, ClientGone, Finish, Item, SendFile
 from .states import State
@@ -35,9 +34,7 @@ _IOV_MAX = 1024  # buffers per writev, at least this many on Linux
 
 
 class Joined:
-    """Any transport: small pieces joined into one write, large ones written in turn; a
-    file with ``os.sendfile`` on the loop where the transport is a plain socket, else
-    read and written (the only way through TLS)."""
+    """Any transport: small pieces joined into one write, large ones written in turn."""
 
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         transport = conn.transport
@@ -49,14 +46,10 @@ class Joined:
                 return  # a write failed: the connection finds out and closes
             transport.write(piece)
 
-    async def send_file(self, conn: Conn, file: IO[bytes], offset: int,
-                        count: int) -> int:
-        return await sendfile.by_kernel(conn, file, offset, count)
 
 
 class Gathered(Joined):
-    """uvloop: ``writelines`` sends every piece in one system call; a file as for
-    :class:`Joined`."""
+    """uvloop: ``writelines`` sends every piece in one system call."""
 
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         conn.transport.writelines(pieces)
@@ -64,9 +57,7 @@ class Gathered(Joined):
 
 class Vectored(Joined):
     """asyncio's own socket transport: large pieces gathered with ``os.writev`` on its
-    socket, small ones joined; a file as for :class:`Joined` (``os.sendfile`` on the loop
-    sent 1.5 times what asyncio's ``loop.sendfile`` did, which waits for the transport
-    to empty and pauses reading around every piece)."""
+    socket, small ones joined."""
 
     def write_many(self, conn: Conn, pieces: list[bytes], size: int) -> None:
         if size <= len(pieces) * JOIN_BELOW:

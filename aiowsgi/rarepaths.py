@@ -13,7 +13,7 @@ import asyncio
 import logging
 from functools import partial
 
-from . import deadlines, flow, http11
+from . import deadlines, flow, http11, sendfile
 from .body import BodyBuffer
 from .chunked import ChunkedDecoder
 from .connstate import Conn, Continuation
@@ -134,13 +134,13 @@ async def read_body(conn: Conn, request: Request, room: int) -> Continuation:
 
 
 async def send_file(conn: Conn, item: SendFile) -> Continuation:
-    """A file response: its head, then the file as the connection's strategy sends files."""
+    """A file response: its head, then the file (:func:`aiowsgi.sendfile.by_kernel`)."""
     transport = conn.transport
     try:
         if transport.is_closing():
             raise ClientGone("client closed the connection")
         transport.write(item.head)
-        sent = await conn.output.send_file(conn, item.file, item.offset, item.count)
+        sent = await sendfile.by_kernel(conn, item.file, item.offset, item.count)
         if conn.call is not None:
             conn.call.body_bytes += sent
     finally:
